@@ -1,0 +1,34 @@
+// Outputs never look complete before they are: write to "<path>.tmp.<pid>", then rename
+// onto <path> in commit(). Destroyed without commit(), the temporary is removed.
+#pragma once
+
+#include <fstream>
+#include <string>
+
+namespace nla {
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path, bool binary = false);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  std::ofstream& stream() { return out_; }
+  const std::string& path() const { return path_; }
+  const std::string& temp_path() const { return temp_path_; }
+  void commit();  // flush, check the stream, rename; throws Error on failure
+
+ private:
+  std::string path_;
+  std::string temp_path_;
+  std::ofstream out_;
+  bool committed_ = false;
+};
+
+// Writes `contents` to `path` atomically.
+void write_file_atomic(const std::string& path, const std::string& contents);
+// Reads a whole file; InputError naming the file when it cannot be read.
+std::string read_file(const std::string& path);
+
+}  // namespace nla

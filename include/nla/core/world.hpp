@@ -1,0 +1,24 @@
+// The MPI world as the rest of nla sees it: rank, size, and "am I rank 0".
+// MPI is initialised once by main() (MpiSession); every nla binary is an MPI program,
+// also when started without a launcher (a singleton of size 1).
+#pragma once
+
+namespace nla {
+
+int world_rank();   // 0 when MPI is not initialised
+int world_size();   // 1 when MPI is not initialised
+inline bool is_root() { return world_rank() == 0; }
+
+// RAII: MPI_Init_thread on construction, MPI_Finalize on destruction.
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+};
+
+// Ends every rank of the job now with `exit_code` (MPI_Abort when size > 1, else exit).
+[[noreturn]] void abort_world(int exit_code);
+
+}  // namespace nla

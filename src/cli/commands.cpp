@@ -1,0 +1,16 @@
+// The table of `nla` subcommands, in the order `nla --help` lists them.
+// Each command lives in commands/cmd_<name>.cpp.
+#include "nla/cli/command.hpp"
+
+namespace nla::cli {
+
+// defined in commands/cmd_<name>.cpp
+std::unique_ptr<Command> make_bench_command();
+
+std::vector<std::unique_ptr<Command>> make_commands() {
+  std::vector<std::unique_ptr<Command>> commands;
+  commands.push_back(make_bench_command());
+  return commands;
+}
+
+}  // namespace nla::cli

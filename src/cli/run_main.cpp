@@ -1,0 +1,186 @@
+// The body of `nla`: MPI, command dispatch, option parsing, logging, the error policy.
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "nla/cli/command.hpp"
+#include "nla/cli/threads.hpp"
+#include "nla/core/atomic_file.hpp"
+#include "nla/core/error.hpp"
+#include "nla/core/log.hpp"
+#include "nla/core/version.hpp"
+#include "nla/core/world.hpp"
+
+namespace nla::cli {
+
+std::string quote_command_line(int argc, char** argv) {
+  std::string line;
+  for (int i = 0; i < argc; ++i) {
+    std::string argument = argv[i];
+    bool plain = !argument.empty() &&
+                 argument.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                            "0123456789-_=./:,+@%") == std::string::npos;
+    if (i) line += ' ';
+    if (plain) {
+      line += argument;
+    } else {
+      line += '\'';
+      for (char c : argument) line += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      line += '\'';
+    }
+  }
+  return line;
+}
+
+std::string RunContext::provenance_json() const {
+  nlohmann::json provenance = {
+      {"nla_version", version}, {"command", command}, {"command_line", command_line}, {"config", resolved_config}};
+  return provenance.dump(2);
+}
+
+void RunContext::announce() const {
+  log_info("nla %s | %s | %d rank%s", version.c_str(), command_line.c_str(), world_size(), world_size() == 1 ? "" : "s");
+  log_info("configuration:\n%s", resolved_config.c_str());
+}
+
+void RunContext::save_to_directory(const std::string& directory) const {
+  if (!is_root()) return;
+  write_file_atomic(directory + "/config.ini", resolved_config);
+  write_file_atomic(directory + "/provenance.json", provenance_json() + "\n");
+}
+
+// Options every command has, in section [common].
+struct CommonOptions {
+  std::string log_level = "info";
+  bool log_all_ranks = false;
+  int threads = 0;
+
+  void declare(OptionSet& options) {
+    options.add("common", "log-level", &log_level, "debug | info | warn | error");
+    options.add("common", "log-all-ranks", &log_all_ranks, "print log lines of every rank, not only rank 0");
+    options.add("common", "threads", &threads, "CPU threads per rank for tensor math (0: OMP_NUM_THREADS or all cores / ranks per node)");
+  }
+};
+
+namespace {
+
+void print_usage(const std::vector<std::unique_ptr<Command>>& commands) {
+  std::printf("nla %s: Natural Language Autoencoders on Qwen2-family LLMs\n\n", NLA_VERSION_FULL);
+  std::printf("Usage: nla <command> [options]   (nla <command> --help lists its options)\n\nCommands:\n");
+  for (const auto& command : commands) std::printf("  %-14s %s\n", command->name().c_str(), command->summary().c_str());
+  std::printf("\nOptions may come from an INI file: nla <command> --config FILE (command line wins).\n");
+}
+
+// Every "section.key" that any command declares: a config file may serve several commands.
+std::vector<std::string> all_ini_keys(const std::vector<std::unique_ptr<Command>>& commands) {
+  std::vector<std::string> keys;
+  for (const auto& command : commands) {
+    OptionSet options(command->name());
+    CommonOptions common;
+    common.declare(options);
+    command->declare(options);
+    auto these = options.ini_keys();
+    keys.insert(keys.end(), these.begin(), these.end());
+  }
+  return keys;
+}
+
+// Returns the first line of an exception message (c10::Error appends a backtrace).
+std::string first_line(const char* text) {
+  std::string message = text ? text : "";
+  auto newline = message.find('\n');
+  return newline == std::string::npos ? message : message.substr(0, newline);
+}
+
+// The lowest rank that failed, or -1 when every rank is ok. Used after parsing so that an
+// error on one rank never leaves the others waiting in a collective, and one rank speaks.
+int first_failed_rank(bool ok) {
+  int local = ok ? world_size() : world_rank(), lowest = 0;
+  NLA_CHECK_MPI(MPI_Allreduce(&local, &lowest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+  return lowest == world_size() ? -1 : lowest;
+}
+
+}  // namespace
+
+int run_main(int argc, char** argv, std::vector<std::unique_ptr<Command>> commands) {
+  MpiSession mpi(&argc, &argv);
+  const int rank = world_rank();
+
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    if (rank == 0) print_usage(commands);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    if (rank == 0) std::printf("nla %s\n", NLA_VERSION_FULL);
+    return 0;
+  }
+
+  Command* command = nullptr;
+  for (auto& candidate : commands)
+    if (candidate->name() == argv[1]) command = candidate.get();
+  if (!command) {
+    if (rank == 0) std::fprintf(stderr, "nla: unknown command '%s' (nla --help lists the commands)\n", argv[1]);
+    return 2;
+  }
+
+  // ---- parse (every rank does the same; an error anywhere ends all with status 2)
+  OptionSet options(command->name());
+  CommonOptions common;
+  bool wants_help = false;
+  std::string parse_error;
+  try {
+    common.declare(options);
+    command->declare(options);
+    std::vector<std::string> args(argv + 2, argv + argc);
+    wants_help = !options.parse(args, all_ini_keys(commands));
+    if (!wants_help) {
+      log_set_level(parse_log_level(common.log_level));
+      log_set_all_ranks(common.log_all_ranks);
+      NLA_CHECK_INPUT(common.threads >= 0, "option 'threads': expected >= 0, got ", common.threads);
+    }
+  } catch (const std::exception& error) {
+    parse_error = first_line(error.what());
+  }
+  int failed_rank = first_failed_rank(parse_error.empty());
+  if (failed_rank >= 0) {
+    if (rank == failed_rank && rank == 0) std::fprintf(stderr, "nla %s: %s\n", argv[1], parse_error.c_str());
+    else if (rank == failed_rank) std::fprintf(stderr, "ERROR on rank %d: %s\n", rank, parse_error.c_str());
+    return 2;
+  }
+  if (wants_help) {
+    if (rank == 0) std::printf("%s", options.help_text(command->summary()).c_str());
+    return 0;
+  }
+
+  RunContext context;
+  context.command = command->name();
+  context.command_line = quote_command_line(argc, argv);
+  context.resolved_config = options.resolved_ini();
+  context.version = NLA_VERSION_FULL;
+  log_debug("nla %s | %s | %d rank%s", NLA_VERSION_FULL, context.command_line.c_str(), world_size(),
+            world_size() == 1 ? "" : "s");
+
+  // ---- run: any failure ends the whole job (no rank left waiting)
+  try {
+    configure_threads(common.threads);
+    command->run(context);
+  } catch (const InputError& error) {
+    if (world_size() > 1) std::fprintf(stderr, "ERROR on rank %d: %s\n", rank, error.what());
+    else std::fprintf(stderr, "nla %s: %s\n", argv[1], error.what());
+    log_debug("raised at %s", error.where().c_str());
+    abort_world(2);
+  } catch (const Error& error) {
+    std::fprintf(stderr, "ERROR on rank %d: %s [%s]\n", rank, error.what(), error.where().c_str());
+    abort_world(1);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "ERROR on rank %d: %s\n", rank, first_line(error.what()).c_str());
+    abort_world(1);
+  }
+  return 0;
+}
+
+}  // namespace nla::cli
