@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 run_dir=${NLA_RUN_DIR:-runs/demo}
 ranks=${NLA_RANKS:-2}
 nla=${NLA_BIN:-build/bin/nla}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 mpirun_nla() { mpirun -n "$ranks" "$nla" "$@"; }
 stage() { printf '\n=== %s\n' "$*" >&2; }
 mkdir -p "$run_dir"

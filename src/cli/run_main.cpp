@@ -168,14 +168,18 @@ int run_main(int argc, char** argv, std::vector<std::unique_ptr<Command>> comman
   try {
     configure_threads(common.threads);
     command->run(context);
-  } catch (const InputError& error) {
-    if (world_size() > 1) std::fprintf(stderr, "ERROR on rank %d: %s\n", rank, error.what());
-    else std::fprintf(stderr, "nla %s: %s\n", argv[1], error.what());
-    log_debug("raised at %s", error.where().c_str());
-    abort_world(2);
   } catch (const Error& error) {
-    std::fprintf(stderr, "ERROR on rank %d: %s [%s]\n", rank, error.what(), error.where().c_str());
-    abort_world(1);
+    bool input = dynamic_cast<const InputError*>(&error) != nullptr;
+    if (error.on_all_ranks()) {
+      // Every rank has this error (agreed collectively): rank 0 reports, all end together.
+      if (rank == 0) std::fprintf(stderr, "nla %s: %s%s\n", argv[1], input ? "" : "error: ", error.what());
+      return input ? 2 : 1;
+    }
+    if (input && world_size() == 1) std::fprintf(stderr, "nla %s: %s\n", argv[1], error.what());
+    else if (input) std::fprintf(stderr, "ERROR on rank %d: %s\n", rank, error.what());
+    else std::fprintf(stderr, "ERROR on rank %d: %s [%s]\n", rank, error.what(), error.where().c_str());
+    log_debug("raised at %s", error.where().c_str());
+    abort_world(input ? 2 : 1);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "ERROR on rank %d: %s\n", rank, first_line(error.what()).c_str());
     abort_world(1);

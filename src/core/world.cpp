@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "nla/core/error.hpp"
 
@@ -40,6 +41,42 @@ MpiSession::MpiSession(int* argc, char*** argv) {
 
 MpiSession::~MpiSession() {
   if (mpi_active()) MPI_Finalize();
+}
+
+void run_on_root(MPI_Comm comm, const std::function<void()>& work) {
+  int rank = 0;
+  NLA_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  // kind: 0 ok, 1 input error, 2 other error
+  int kind = 0;
+  std::string message;
+  if (rank == 0) {
+    try {
+      work();
+    } catch (const InputError& error) {
+      kind = 1;
+      message = error.what();
+    } catch (const std::exception& error) {
+      kind = 2;
+      message = error.what();
+    }
+  }
+  NLA_CHECK_MPI(MPI_Bcast(&kind, 1, MPI_INT, 0, comm));
+  if (kind == 0) return;
+  int length = static_cast<int>(message.size());
+  NLA_CHECK_MPI(MPI_Bcast(&length, 1, MPI_INT, 0, comm));
+  message.resize(length);
+  NLA_CHECK_MPI(MPI_Bcast(message.data(), length, MPI_CHAR, 0, comm));
+  int comparison = MPI_UNEQUAL;
+  NLA_CHECK_MPI(MPI_Comm_compare(comm, MPI_COMM_WORLD, &comparison));
+  bool whole_world = comparison == MPI_IDENT || comparison == MPI_CONGRUENT;
+  if (kind == 1) {
+    InputError error(message, __FILE__, __LINE__);
+    error.set_on_all_ranks(whole_world);
+    throw error;
+  }
+  Error error(message, __FILE__, __LINE__);
+  error.set_on_all_ranks(whole_world);
+  throw error;
 }
 
 void abort_world(int exit_code) {

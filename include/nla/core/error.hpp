@@ -23,10 +23,15 @@ class Error : public std::runtime_error {
   int source_line() const { return source_line_; }
   // "src/core/log.cpp:42"
   std::string where() const;
+  // Set when every rank of the job raised this same error together (run_on_root over
+  // the world): then rank 0 alone reports it and the job ends without MPI_Abort.
+  bool on_all_ranks() const { return on_all_ranks_; }
+  void set_on_all_ranks(bool value) { on_all_ranks_ = value; }
 
  private:
   const char* source_file_;
   int source_line_;
+  bool on_all_ranks_ = false;
 };
 
 class InputError : public Error {

@@ -3,6 +3,10 @@
 // also when started without a launcher (a singleton of size 1).
 #pragma once
 
+#include <mpi.h>
+
+#include <functional>
+
 namespace nla {
 
 int world_rank();   // 0 when MPI is not initialised
@@ -17,6 +21,11 @@ class MpiSession {
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
 };
+
+// Runs `work` on rank 0 of `comm` only; an exception there is re-thrown on every rank of
+// `comm` (an InputError stays an InputError), so the ranks leave a collective section
+// together instead of waiting for a rank that failed. Collective.
+void run_on_root(MPI_Comm comm, const std::function<void()>& work);
 
 // Ends every rank of the job now with `exit_code` (MPI_Abort when size > 1, else exit).
 [[noreturn]] void abort_world(int exit_code);
