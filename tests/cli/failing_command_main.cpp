@@ -15,9 +15,13 @@ class FailCommand : public nla::cli::Command {
   std::string summary() const override { return "fail on one rank"; }
   void declare(nla::cli::OptionSet& options) override {
     options.add("fail", "rank", &rank_, "rank that fails");
-    options.add("fail", "kind", &kind_, "internal | input");
+    options.add("fail", "kind", &kind_, "internal | input | collective-input");
   }
   void run(const nla::cli::RunContext&) override {
+    if (kind_ == "collective-input") {
+      // Found by rank 0 inside a collective section: every rank raises it together.
+      nla::run_on_root(MPI_COMM_WORLD, [] { NLA_INPUT_ERROR("acts.h5: attribute 'format': expected \"nla-activations\""); });
+    }
     if (nla::world_rank() == rank_) {
       if (kind_ == "input") NLA_INPUT_ERROR("data.jsonl:3: field 'text': expected a string");
       NLA_THROW("simulated failure");

@@ -60,7 +60,8 @@ TEST(Cli, BenchWritesJsonWithProvenance) {
 }
 
 std::string mpi_launch(int ranks) {
-  return std::string(MPIEXEC) + " -n " + std::to_string(ranks) + " " FAILING_NLA;
+  // More ranks than cores is fine for these tests (Open MPI refuses it by default).
+  return "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 " + std::string(MPIEXEC) + " -n " + std::to_string(ranks) + " " FAILING_NLA;
 }
 
 TEST(CliMpi, FailingRankAbortsTheJobPromptly) {
@@ -86,6 +87,14 @@ TEST(CliMpi, UsageErrorOnAllRanksPrintsOnce) {
   std::string line = "nla fail: command line: the argument ('nope') for option '--rank' is invalid";
   EXPECT_EQ(result.err.rfind(line, 0), 0u) << result.err;
   EXPECT_EQ(result.err.find("ERROR on rank"), std::string::npos) << result.err;
+}
+
+TEST(CliMpi, ErrorAgreedByAllRanksIsReportedOnceWithoutAbort) {
+  auto result = run_command(mpi_launch(3) + " fail --kind collective-input");
+  EXPECT_EQ(result.exit_status, 2) << result.err;
+  EXPECT_EQ(result.err.rfind("nla fail: acts.h5: attribute 'format': expected \"nla-activations\"\n", 0), 0u) << result.err;
+  EXPECT_EQ(result.err.find("ERROR on rank"), std::string::npos) << result.err;
+  EXPECT_EQ(result.err.find("MPI_ABORT"), std::string::npos) << result.err;
 }
 
 TEST(CliMpi, SingleProcessFailureSaysRankZero) {
