@@ -114,7 +114,14 @@ bool OptionSet::parse(const std::vector<std::string>& raw_args, const std::vecto
   std::set<std::string> from_cli;
   try {
     auto parsed = po::command_line_parser(args).options(everything).positional(impl_->positional).run();
-    for (const auto& option : parsed.options) from_cli.insert(option.string_key);
+    // An option given twice: the last one wins (`nla x $(cat base_args) --seed 2` overrides).
+    std::vector<po::option> last_only;
+    for (auto option = parsed.options.rbegin(); option != parsed.options.rend(); ++option)
+      if (!from_cli.count(option->string_key)) {
+        from_cli.insert(option->string_key);
+        last_only.insert(last_only.begin(), *option);
+      }
+    parsed.options = std::move(last_only);
     po::store(parsed, values);
   } catch (const po::error& error) {
     NLA_INPUT_ERROR("command line: ", error.what(), " (see nla ", command_, " --help)");

@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <mpi.h>
 
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <thread>
 
@@ -29,6 +31,12 @@ void configure_threads(int threads) {
     threads = std::max(1, cores / std::max(1, ranks_on_this_node()));
   }
   at::set_num_threads(threads);
+  // OpenBLAS (Debian's BLAS behind LibTorch) keeps its own thread pool, sized from the
+  // cores it sees (the launcher's binding changes that). Pin it too: results then depend
+  // only on --threads, not on how the job was launched.
+  using SetThreads = void (*)(int);
+  if (auto set_openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    set_openblas(threads);
   log_debug("tensor threads per rank: %d", threads);
 }
 

@@ -5,9 +5,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 
 #include "nla/core/error.hpp"
+#include "nla/core/version.hpp"
 
 namespace nla {
 
@@ -47,6 +49,12 @@ std::string read_file(const std::string& path) {
   buffer << in.rdbuf();
   if (in.bad()) NLA_INPUT_ERROR(path, ": read failed");
   return buffer.str();
+}
+
+std::string bundled_file(const std::string& relative) {
+  if (relative.empty() || relative[0] == '/' || std::filesystem::exists(relative)) return relative;
+  std::string in_source_tree = std::string(NLA_SOURCE_DIR) + "/" + relative;
+  return std::filesystem::exists(in_source_tree) ? in_source_tree : relative;
 }
 
 }  // namespace nla

@@ -73,6 +73,15 @@ TEST(Options, CommandLineBeatsConfigBeatsDefault) {
   EXPECT_EQ(again.chat, toy.chat);
 }
 
+TEST(Options, LastOccurrenceOnTheCommandLineWins) {
+  ToyOptions toy;
+  OptionSet options("toy");
+  toy.declare(options);
+  ASSERT_TRUE(options.parse({"--max-new-tokens", "3", "--input", "a", "--max-new-tokens=9"}, known_keys()));
+  EXPECT_EQ(toy.max_new_tokens, 9);
+  EXPECT_EQ(toy.input, "a");
+}
+
 TEST(Options, FlagsOnTheCommandLine) {
   ToyOptions toy;
   OptionSet options("toy");

@@ -31,4 +31,8 @@ void write_file_atomic(const std::string& path, const std::string& contents);
 // Reads a whole file; InputError naming the file when it cannot be read.
 std::string read_file(const std::string& path);
 
+// A bundled file such as "models/tokenizer.json": `relative` itself when it exists from the
+// current directory, else the same path in the source tree nla was built from.
+std::string bundled_file(const std::string& relative);
+
 }  // namespace nla
