@@ -7,10 +7,12 @@ namespace nla::bench {
 
 // defined in bench_<name>.cpp
 BenchReport bench_matmul(const BenchOptions& options);
+BenchReport bench_tokenize(const BenchOptions& options);
 
 const std::vector<BenchEntry>& benchmarks() {
   static const std::vector<BenchEntry> table = {
       {"matmul", "fp32 matrix-multiply peak of this machine (the yardstick of the model benchmarks)", bench_matmul},
+      {"tokenize", "tokens/s of the tokenizer on one core, beside Hugging Face tokenizers on the same text", bench_tokenize},
   };
   return table;
 }

@@ -6,9 +6,11 @@ namespace nla::cli {
 
 // defined in commands/cmd_<name>.cpp
 std::unique_ptr<Command> make_bench_command();
+std::unique_ptr<Command> make_tokenize_command();
 
 std::vector<std::unique_ptr<Command>> make_commands() {
   std::vector<std::unique_ptr<Command>> commands;
+  commands.push_back(make_tokenize_command());
   commands.push_back(make_bench_command());
   return commands;
 }

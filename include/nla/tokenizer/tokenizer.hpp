@@ -24,13 +24,16 @@ class Tokenizer {
   // and the field when the file is not a supported tokenizer.
   static Tokenizer from_file(const std::string& path);
 
+  // As Hugging Face's encode(text, add_special_tokens=False). `text` must be valid UTF-8
+  // (InputError otherwise).
   std::vector<TokenId> encode(std::string_view text) const;
+  // Ids that name no token are dropped, as Hugging Face does.
   std::string decode(const std::vector<TokenId>& ids, bool skip_special_tokens = false) const;
 
   // Vocabulary (regular and added tokens). vocab_size() is the largest id + 1.
   int64_t vocab_size() const;
   std::optional<TokenId> token_to_id(std::string_view token) const;
-  std::string id_to_token(TokenId id) const;  // the raw vocabulary entry ("Ġthe")
+  std::string id_to_token(TokenId id) const;  // the raw vocabulary entry ("Ġthe"); InputError if none
   bool is_special(TokenId id) const;
   // sha256 of the tokenizer.json bytes (recorded in outputs).
   const std::string& sha256() const;
