@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-scripts/setup.sh
+scripts/setup.sh --references
 scripts/build.sh
 built=$(date +%s)
 # Launching MPI as root (containers, CI) needs these; ctest passes them to MPI tests too.

@@ -3,8 +3,12 @@
 # (verified by the lockfile's integrity hashes and by sha256 below), the Qwen2.5 tokenizer
 # files under models/, and the reference data tests use. Idempotent: a second run takes
 # about a second.
-#   scripts/setup.sh            everything for building, running and testing
-#   NLA_SETUP_SKIP_APT=1        skip the apt step (e.g. no root; install the list yourself)
+#   scripts/setup.sh                 everything for building and running
+#   scripts/setup.sh --references    also the independent references the tests compare
+#                                    with: llama.cpp's qwen2 vocab vectors and a CPU build
+#                                    of llama.cpp (node-llama-cpp; ~6-20 min once, cached
+#                                    in third_party/llama/)
+#   NLA_SETUP_SKIP_APT=1             skip the apt step (e.g. no root; install the list yourself)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -68,10 +72,10 @@ for file in "${!TOKENIZER_SHA256[@]}"; do
   say "models/$file verified"
 done
 
-# ---- reference data for tests (each script is idempotent) ------------------------------
-for tool in tests/tools/fetch_llama_vocab_vectors.sh tests/tools/setup_llama_cpp.sh; do
-  if [[ -x $tool && "${NLA_SETUP_SKIP_REFERENCES:-0}" != 1 ]]; then
+# ---- independent references for tests (each script is idempotent) ----------------------
+if [[ "${1:-}" == --references ]]; then
+  for tool in tests/tools/fetch_llama_vocab_vectors.sh tests/tools/setup_llama_cpp.sh; do
     "$tool" || say "warning: $tool failed; the tests that need it will say they are skipped"
-  fi
-done
+  done
+fi
 say "ready ($repo)"

@@ -146,15 +146,10 @@ uint32_t checksum_ids(uint32_t checksum, const std::vector<tokenizer::TokenId>& 
   return checksum;
 }
 
-// tests/tools/bench_tokenize_hf.mjs, next to the working directory or to the binary.
+// tests/tools/bench_tokenize_hf.mjs, from the working directory or the source tree.
 std::string find_reference_script() {
-  const char* relative = "tests/tools/bench_tokenize_hf.mjs";
-  if (std::filesystem::exists(relative)) return std::filesystem::absolute(relative).string();
-  std::error_code error;
-  auto dir = std::filesystem::read_symlink("/proc/self/exe", error).parent_path();
-  for (int up = 0; up < 4 && !error && !dir.empty(); ++up, dir = dir.parent_path())
-    if (std::filesystem::exists(dir / relative)) return (dir / relative).string();
-  return "";
+  std::string path = bundled_file("tests/tools/bench_tokenize_hf.mjs");
+  return std::filesystem::exists(path) ? std::filesystem::absolute(path).string() : "";
 }
 
 struct Reference {
@@ -185,7 +180,7 @@ Reference run_reference(const BenchOptions& options, const std::vector<std::stri
     return out + "'";
   };
   std::string command = "RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false node " + quote(script) + " " +
-                        quote(std::filesystem::absolute(options.tokenizer).string()) + " " + quote(docs_path) + " " +
+                        quote(std::filesystem::absolute(bundled_file(options.tokenizer)).string()) + " " + quote(docs_path) + " " +
                         std::to_string(options.repeats) + " 2>&1";
   std::string output;
   if (FILE* pipe = popen(command.c_str(), "r")) {
@@ -220,7 +215,7 @@ Reference run_reference(const BenchOptions& options, const std::vector<std::stri
 BenchReport bench_tokenize(const BenchOptions& options) {
   BenchReport report{"tokenize", {}};
   auto load_start = std::chrono::steady_clock::now();
-  auto tok = tokenizer::Tokenizer::from_file(options.tokenizer);
+  auto tok = tokenizer::Tokenizer::from_file(bundled_file(options.tokenizer));
   double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   NLA_CHECK_INPUT(options.text_bytes > 0, "option 'text-bytes': expected > 0, got ", options.text_bytes);
   auto docs = options.text.empty() ? builtin_mix(static_cast<size_t>(options.text_bytes)) : file_docs(options.text);

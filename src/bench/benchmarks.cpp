@@ -7,11 +7,19 @@ namespace nla::bench {
 
 // defined in bench_<name>.cpp
 BenchReport bench_matmul(const BenchOptions& options);
+BenchReport bench_forward(const BenchOptions& options);
+BenchReport bench_train_step(const BenchOptions& options);
+BenchReport bench_generate(const BenchOptions& options);
 BenchReport bench_tokenize(const BenchOptions& options);
+BenchReport bench_extract(const BenchOptions& options);
 
 const std::vector<BenchEntry>& benchmarks() {
   static const std::vector<BenchEntry> table = {
       {"matmul", "fp32 matrix-multiply peak of this machine (the yardstick of the model benchmarks)", bench_matmul},
+      {"forward", "inference forward: tokens/s, GFLOP/s as a fraction of the GEMM peak, peak memory", bench_forward},
+      {"train-step", "forward + cross-entropy + backward + AdamW: tokens/s, fraction of peak, memory", bench_train_step},
+      {"generate", "batched greedy KV-cache generation (use --batch 32 --seq-len 32 --new-tokens 128)", bench_generate},
+      {"extract", "extraction: tokens/s through the truncated model, store MB/s vs the disk's dd rate", bench_extract},
       {"tokenize", "tokens/s of the tokenizer on one core, beside Hugging Face tokenizers on the same text", bench_tokenize},
   };
   return table;

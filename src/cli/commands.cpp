@@ -6,11 +6,19 @@ namespace nla::cli {
 
 // defined in commands/cmd_<name>.cpp
 std::unique_ptr<Command> make_bench_command();
+std::unique_ptr<Command> make_init_model_command();
+std::unique_ptr<Command> make_generate_command();
 std::unique_ptr<Command> make_tokenize_command();
+std::unique_ptr<Command> make_extract_command();
+std::unique_ptr<Command> make_label_command();
 
 std::vector<std::unique_ptr<Command>> make_commands() {
   std::vector<std::unique_ptr<Command>> commands;
+  commands.push_back(make_init_model_command());
+  commands.push_back(make_generate_command());
   commands.push_back(make_tokenize_command());
+  commands.push_back(make_extract_command());
+  commands.push_back(make_label_command());
   commands.push_back(make_bench_command());
   return commands;
 }

@@ -48,7 +48,7 @@ class TokenizeCommand : public Command {
     NLA_CHECK_INPUT(!options_.input.empty(), "option 'input': expected a JSONL file");
     NLA_CHECK_INPUT(!options_.output.empty(), "option 'output': expected a file name");
     NLA_CHECK_INPUT(!options_.field.empty(), "option 'field': expected a field name");
-    auto tok = tokenizer::Tokenizer::from_file(options_.tokenizer);
+    auto tok = tokenizer::Tokenizer::from_file(bundled_file(options_.tokenizer));
     std::ifstream in(options_.input, std::ios::binary);
     NLA_CHECK_INPUT(in, options_.input, ": cannot read the file");
 

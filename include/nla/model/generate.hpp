@@ -1,0 +1,52 @@
+// Batched generation with a KV cache: prompts of different lengths padded left or right
+// (attention mask and position ids follow), greedy or temperature/top-p sampling with one
+// seed per sequence (a sequence's samples do not depend on its batch), stop tokens, a cap
+// on new tokens; prompts from token ids or from input embeddings, with injections.
+#pragma once
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nla/model/qwen2.hpp"
+
+namespace nla::model {
+
+struct GenerationOptions {
+  int64_t max_new_tokens = 32;
+  double temperature = 0.0;  // 0: greedy
+  double top_p = 1.0;
+  std::vector<uint64_t> seeds;  // one per sequence; empty: seed + index
+  uint64_t seed = 0;
+  std::vector<int64_t> stop_token_ids;
+  bool left_padding = true;
+  int64_t pad_token_id = 0;  // fed for padding (masked out)
+  bool return_logits = false; // keep each step's (B, V) logits (tests)
+};
+
+// One prompt: token ids, or embeddings (T, C); injections replace the embedding at a
+// position of this prompt by a vector (C).
+struct GenerationPrompt {
+  std::vector<int64_t> ids;
+  at::Tensor embeds;  // (T, C) instead of ids
+  std::vector<std::pair<int64_t, at::Tensor>> injections;
+};
+
+struct GenerationResult {
+  std::vector<std::vector<int64_t>> tokens;  // new tokens per sequence (a stop token included)
+  std::vector<std::string> finish_reasons;   // "stop" | "length"
+  std::vector<at::Tensor> step_logits;       // (B, V) per step, with return_logits
+};
+
+GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationPrompt>& prompts,
+                          const GenerationOptions& options);
+
+// Picks the next token from one row of logits (V), float32 on CPU: argmax when
+// temperature is 0, else a sample of softmax(logits / temperature) restricted to the
+// smallest set of tokens whose probability reaches top_p, drawn with `generator`.
+int64_t sample_token(const at::Tensor& logits, double temperature, double top_p, at::Generator& generator);
+
+}  // namespace nla::model

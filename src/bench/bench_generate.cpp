@@ -1,0 +1,121 @@
+// nla bench generate: batched greedy KV-cache generation, --batch prompts of --seq-len
+// tokens, --new-tokens each (no stop token, so every sequence runs to the cap).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "bench_model_common.hpp"
+#include "nla/core/atomic_file.hpp"
+#include "nla/core/log.hpp"
+#include "nla/model/generate.hpp"
+
+namespace nla::bench {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// llama.cpp on the same weights and prompts (node-llama-cpp, tests/tools/llama_greedy.mjs
+// on a GGUF from tests/tools/write_gguf.py), found from the working directory or the
+// source tree (bundled_file).
+// Returns {seconds of the whole run, seconds of prefill + 1 token}, or {-1, -1} when
+// node or the llama.cpp build is absent.
+std::pair<double, double> llama_cpp_seconds(model::Qwen2Model& model, const BenchOptions& options,
+                                            const std::vector<model::GenerationPrompt>& prompts) {
+  bool built = false;
+  const std::string llama_dir = bundled_file("third_party/llama");
+  if (fs::is_directory(llama_dir))
+    for (const auto& entry : fs::directory_iterator(llama_dir))
+      built = built || entry.path().filename().string().rfind(".nla-built-", 0) == 0;
+  if (!built || std::system("command -v node >/dev/null 2>&1") != 0) {
+    log_warn("llama.cpp side-by-side skipped: run tests/tools/setup_llama_cpp.sh from the repository root");
+    return {-1, -1};
+  }
+  std::string dir = (fs::temp_directory_path() / ("nla-bench-llama." + std::to_string(::getpid()))).string();
+  fs::create_directories(dir);
+  model::Qwen2Config config = model.config();
+  write_file_atomic(dir + "/config.json", config.to_json_text());
+  model::save_weights(model, dir, at::kFloat, 1ull << 40);
+  fs::copy_file(bundled_file(options.tokenizer), dir + "/tokenizer.json");
+  nlohmann::json request = {{"max_new_tokens", options.new_tokens}, {"prompts", nlohmann::json::array()}};
+  for (const auto& prompt : prompts) request["prompts"].push_back(prompt.ids);
+  write_file_atomic(dir + "/request.json", request.dump());
+  std::string command = "/usr/bin/python3 " + bundled_file("tests/tools/write_gguf.py") + " --model " + dir +
+                        " --out " + dir + "/model.gguf && node " + bundled_file("tests/tools/llama_greedy.mjs") +
+                        " --gguf " + dir + "/model.gguf --request " +
+                        dir + "/request.json --threads " + std::to_string(at::get_num_threads()) + " > " + dir +
+                        "/out.json";
+  std::pair<double, double> seconds{-1, -1};
+  if (std::system(command.c_str()) == 0) {
+    auto out = nlohmann::json::parse(read_file(dir + "/out.json"));
+    seconds = {out["seconds"].get<double>(), out["prefill_seconds"].get<double>()};
+  } else {
+    log_warn("llama.cpp side-by-side failed: %s", command.c_str());
+  }
+  fs::remove_all(dir);
+  return seconds;
+}
+
+}  // namespace
+
+BenchReport bench_generate(const BenchOptions& options) {
+  BenchReport report{"generate", {}};
+  const double peak = gemm_peak_gflops(options);
+  reset_peak_memory();
+  model::Qwen2Model model = bench_model(options);
+  const auto& config = model.config();
+  at::Tensor ids = at::randint(config.vocab_size, {options.batch, options.seq_len}, at::kLong);
+  std::vector<model::GenerationPrompt> prompts;
+  for (int64_t i = 0; i < options.batch; ++i) {
+    at::Tensor row = ids[i].contiguous();
+    prompts.push_back({std::vector<int64_t>(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + options.seq_len), {}, {}});
+  }
+  model::GenerationOptions generation;
+  auto timed = [&](int64_t new_tokens) {
+    generation.max_new_tokens = new_tokens;
+    double best = 1e30;
+    for (int repeat = 0; repeat < options.repeats; ++repeat) {
+      auto start = std::chrono::steady_clock::now();
+      model::generate(model, prompts, generation);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return best;
+  };
+  timed(2);  // warm-up
+  // Prefill + first token, then the whole run: the difference is the decode loop.
+  const double prefill = timed(1);
+  const double total = timed(options.new_tokens);
+  const double decode = total - prefill;
+  const double decode_tokens = static_cast<double>(options.batch * (options.new_tokens - 1));
+  const double context = static_cast<double>(options.seq_len) + options.new_tokens / 2.0;
+  const double gflops = forward_flops_per_token(config, context) * decode_tokens / decode / 1e9;
+  const std::string shape = options.preset + " B=" + std::to_string(options.batch) + " prompt=" +
+                            std::to_string(options.seq_len) + " new=" + std::to_string(options.new_tokens) +
+                            ", greedy, best of " + std::to_string(options.repeats);
+  report.rows.push_back({"new tokens/s (whole run)", options.batch * options.new_tokens / total, "tok/s", shape});
+  report.rows.push_back({"decode tokens/s", decode_tokens / decode, "tok/s", "after the first token"});
+  report.rows.push_back({"prefill tokens/s", options.batch * options.seq_len / prefill, "tok/s", "prefill + 1 token"});
+  report.rows.push_back({"time whole run", total * 1e3, "ms", ""});
+  report.rows.push_back({"decode achieved", gflops, "GFLOP/s", ""});
+  report.rows.push_back({"gemm peak (this run)", peak, "GFLOP/s", "bench matmul, best size"});
+  report.rows.push_back({"decode fraction of peak", gflops / peak, "", ""});
+  report.rows.push_back({"peak memory (RSS)", peak_memory_mb(), "MB", "VmHWM after reset"});
+  if (options.reference) {
+    auto [llama_total, llama_prefill] = llama_cpp_seconds(model, options, prompts);
+    if (llama_total > 0) {
+      report.rows.push_back({"llama.cpp new tokens/s (whole run)", options.batch * options.new_tokens / llama_total,
+                             "tok/s", "node-llama-cpp 3.22.1, same weights (F32 GGUF), same prompts, one run"});
+      report.rows.push_back({"llama.cpp decode tokens/s", decode_tokens / (llama_total - llama_prefill), "tok/s", ""});
+      report.rows.push_back({"nla / llama.cpp (whole run)", llama_total / total, "x", "> 1: nla faster"});
+    }
+  }
+  return report;
+}
+
+}  // namespace nla::bench

@@ -1,0 +1,67 @@
+// nla bench train-step: forward + next-token cross-entropy + backward + AdamW update
+// at --batch x --seq-len, every parameter trained.
+#include <ATen/ATen.h>
+#include <torch/optim/adamw.h>
+
+#include <chrono>
+
+#include "bench_model_common.hpp"
+
+namespace nla::bench {
+
+BenchReport bench_train_step(const BenchOptions& options) {
+  BenchReport report{"train-step", {}};
+  const double peak = gemm_peak_gflops(options);
+  reset_peak_memory();
+  model::Qwen2Model model = bench_model(options);
+  const auto& config = model.config();
+  std::vector<at::Tensor> parameters = model.parameters();
+  for (auto& parameter : parameters) parameter.set_requires_grad(true);
+  torch::optim::AdamW optimizer(parameters, torch::optim::AdamWOptions(1e-4));
+  auto long_options = at::TensorOptions().dtype(at::kLong).device(model.device());
+  at::Tensor ids = at::randint(config.vocab_size, {options.batch, options.seq_len + 1}, long_options);
+  model::ForwardInput input;
+  input.input_ids = ids.narrow(1, 0, options.seq_len);
+  at::Tensor targets = ids.narrow(1, 1, options.seq_len).reshape({-1});  // (B*T)
+
+  double forward_backward = 0, step = 0;
+  auto run = [&] {
+    auto start = std::chrono::steady_clock::now();
+    optimizer.zero_grad();
+    at::Tensor logits = model.forward(input).logits;  // (B, T, V)
+    at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, config.vocab_size}), targets);
+    loss.backward();
+    loss.item<float>();
+    auto middle = std::chrono::steady_clock::now();
+    optimizer.step();
+    parameters[0].sum().item<float>();
+    auto end = std::chrono::steady_clock::now();
+    forward_backward = std::chrono::duration<double>(middle - start).count();
+    step = std::chrono::duration<double>(end - middle).count();
+  };
+  run();  // warm-up (AdamW state allocated)
+  double best = 1e30, best_step = 0;
+  for (int repeat = 0; repeat < options.repeats; ++repeat) {
+    run();
+    if (forward_backward < best) {
+      best = forward_backward;
+      best_step = step;
+    }
+  }
+  const double tokens = static_cast<double>(options.batch * options.seq_len);
+  // Backward costs twice the forward's matmuls.
+  const double gflops = 3 * forward_flops_per_token(config, static_cast<double>(options.seq_len)) * tokens / best / 1e9;
+  const std::string shape = options.preset + " B=" + std::to_string(options.batch) + " T=" +
+                            std::to_string(options.seq_len) + ", best of " + std::to_string(options.repeats);
+  report.rows.push_back({"tokens/s (fwd+bwd)", tokens / best, "tok/s", shape});
+  report.rows.push_back({"time fwd+bwd", best * 1e3, "ms", ""});
+  report.rows.push_back({"time AdamW step", best_step * 1e3, "ms", std::to_string(parameters.size()) + " tensors"});
+  report.rows.push_back({"tokens/s (with step)", tokens / (best + best_step), "tok/s", ""});
+  report.rows.push_back({"achieved (fwd+bwd)", gflops, "GFLOP/s", "3 x forward FLOPs"});
+  report.rows.push_back({"gemm peak (this run)", peak, "GFLOP/s", "bench matmul, best size"});
+  report.rows.push_back({"fraction of peak", gflops / peak, "", "goal >= 0.5 at T=512"});
+  report.rows.push_back({"peak memory (RSS)", peak_memory_mb(), "MB", "VmHWM after reset"});
+  return report;
+}
+
+}  // namespace nla::bench

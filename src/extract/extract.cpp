@@ -1,0 +1,303 @@
+// nla extract: corpus -> tokens -> sampled positions -> batched truncated forward ->
+// collective writes into the activation store. See include/nla/extract/extract.hpp.
+#include "nla/extract/extract.hpp"
+
+#include <ATen/ATen.h>
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <map>
+#include <numeric>
+#include <sstream>
+
+#include "nla/core/atomic_file.hpp"
+#include "nla/core/error.hpp"
+#include "nla/core/log.hpp"
+#include "nla/core/progress.hpp"
+#include "nla/core/world.hpp"
+#include "nla/data/corpus.hpp"
+#include "nla/model/qwen2.hpp"
+#include "nla/store/activation_store.hpp"
+
+namespace nla::extract {
+
+std::vector<int> parse_layer_list(const std::string& spec, int64_t num_layers, const std::string& option) {
+  std::vector<int> layers;
+  auto fail = [&](const std::string& why) {
+    NLA_INPUT_ERROR("option '", option, "': ", why, " (got '", spec, "'; the model has layers 0-", num_layers - 1,
+                    "; expected e.g. 20, 0-27, 1,5,9-11 or all)");
+  };
+  if (spec == "all") {
+    for (int64_t l = 0; l < num_layers; ++l) layers.push_back(static_cast<int>(l));
+    return layers;
+  }
+  std::stringstream parts(spec);
+  std::string part;
+  while (std::getline(parts, part, ',')) {
+    auto dash = part.find('-');
+    try {
+      size_t used = 0;
+      if (dash == std::string::npos) {
+        int layer = std::stoi(part, &used);
+        if (used != part.size()) fail("'" + part + "' is not a layer number");
+        layers.push_back(layer);
+      } else {
+        int first = std::stoi(part.substr(0, dash), &used);
+        if (used != dash) fail("'" + part + "' is not a range");
+        int last = std::stoi(part.substr(dash + 1), &used);
+        if (used != part.size() - dash - 1 || last < first) fail("'" + part + "' is not a range");
+        for (int layer = first; layer <= last; ++layer) layers.push_back(layer);
+      }
+    } catch (const std::logic_error&) {
+      fail("'" + part + "' is not a layer number");
+    }
+  }
+  if (layers.empty()) fail("no layers");
+  std::sort(layers.begin(), layers.end());
+  layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
+  if (layers.front() < 0 || layers.back() >= num_layers)
+    fail("layer " + std::to_string(layers.front() < 0 ? layers.front() : layers.back()) + " is outside the model");
+  return layers;
+}
+
+namespace {
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t fnv1a(const std::string& text) {
+  uint64_t hash = 1469598103934665603ull;
+  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
+  return hash;
+}
+
+struct ExtractDocument {
+  int64_t corpus_index = 0;
+  store::StoreDocument stored;                // index filled after the global numbering
+  std::vector<tokenizer::TokenId> tokens;     // truncated to max_tokens
+};
+
+void validate(const ExtractOptions& o) {
+  NLA_CHECK_INPUT(!o.model.empty(), "option 'model': expected a checkpoint directory");
+  NLA_CHECK_INPUT(o.positions_per_doc >= 1, "option 'positions-per-doc': expected >= 1, got ", o.positions_per_doc);
+  NLA_CHECK_INPUT(o.min_position >= 0, "option 'min-position': expected >= 0, got ", o.min_position);
+  NLA_CHECK_INPUT(o.max_tokens > o.min_position, "option 'max-tokens': expected > min-position (", o.min_position,
+                  "), got ", o.max_tokens);
+  NLA_CHECK_INPUT(o.batch_docs >= 1, "option 'batch-docs': expected >= 1, got ", o.batch_docs);
+  NLA_CHECK_INPUT(o.doc_stride >= 1, "option 'doc-stride': expected >= 1, got ", o.doc_stride);
+  NLA_CHECK_INPUT(!o.out.empty(), "option 'out': expected a file name");
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+int64_t allreduce_int64(int64_t value, MPI_Op op) {
+  int64_t result = 0;
+  NLA_CHECK_MPI(MPI_Allreduce(&value, &result, 1, MPI_INT64_T, op, MPI_COMM_WORLD));
+  return result;
+}
+
+}  // namespace
+
+std::vector<int32_t> sample_positions(const std::vector<tokenizer::TokenId>& tokens, const tokenizer::Tokenizer& tok,
+                                      int64_t count, int64_t min_position, uint64_t seed,
+                                      const std::string& document_id) {
+  std::vector<int32_t> eligible;
+  for (int64_t position = min_position; position < static_cast<int64_t>(tokens.size()); ++position)
+    if (!tok.is_special(tokens[position])) eligible.push_back(static_cast<int32_t>(position));
+  uint64_t state = seed ^ fnv1a(document_id);
+  // Partial Fisher-Yates: the first `count` entries become a uniform sample.
+  int64_t take = std::min<int64_t>(count, static_cast<int64_t>(eligible.size()));
+  for (int64_t i = 0; i < take; ++i) {
+    int64_t j = i + static_cast<int64_t>(splitmix64(state) % static_cast<uint64_t>(eligible.size() - i));
+    std::swap(eligible[i], eligible[j]);
+  }
+  eligible.resize(take);
+  std::sort(eligible.begin(), eligible.end());
+  return eligible;
+}
+
+ExtractSummary run_extraction(const ExtractOptions& o, const std::string& created_by,
+                              const std::function<void()>& announce) {
+  validate(o);
+  const int rank = world_rank(), ranks = world_size();
+  auto start_time = std::chrono::steady_clock::now();
+  auto config = model::Qwen2Config::from_file(o.model);
+  const auto layers = parse_layer_list(o.layers, config.num_hidden_layers, "layers");
+  const int deepest = layers.back();
+
+  run_on_root(MPI_COMM_WORLD, [&] {
+    NLA_CHECK_INPUT(o.overwrite || !std::filesystem::exists(o.out), o.out,
+                    ": a complete store exists; pass --overwrite to replace it");
+    auto parent = std::filesystem::path(o.out).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+  });
+  auto tok = tokenizer::Tokenizer::from_file(o.tokenizer.empty() ? o.model : o.tokenizer);
+
+  // ---- read and tokenize this rank's batches: batch b = corpus documents [b*G, (b+1)*G)
+  data::CorpusOptions corpus_options;
+  corpus_options.paths = data::split_corpus_paths(o.corpus.empty() ? data::default_corpus_path() : o.corpus);
+  corpus_options.text_field = o.text_field;
+  corpus_options.id_field = o.id_field;
+  corpus_options.source_field = o.source_field;
+  corpus_options.max_docs = o.max_docs;
+  data::CorpusReader reader(corpus_options);  // every rank scans all; each keeps its batches
+  std::vector<ExtractDocument> mine;
+  int64_t too_short = 0;
+  data::Document document;
+  while (reader.next(document)) {
+    if (document.index % o.doc_stride != 0) continue;
+    const int64_t kept_index = document.index / o.doc_stride;  // numbering of the subsample
+    if ((kept_index / o.batch_docs) % ranks != rank) continue;
+    ExtractDocument item;
+    item.corpus_index = kept_index;
+    item.tokens = tok.encode(document.text);
+    if (static_cast<int64_t>(item.tokens.size()) > o.max_tokens) item.tokens.resize(o.max_tokens);
+    auto positions = sample_positions(item.tokens, tok, o.positions_per_doc, o.min_position,
+                                      static_cast<uint64_t>(o.seed), document.id);
+    if (positions.empty()) {
+      ++too_short;
+      continue;
+    }
+    item.stored.id = document.id;
+    item.stored.source = document.source;
+    item.stored.text = std::move(document.text);
+    item.stored.positions = positions;
+    for (int32_t position : positions) item.stored.tokens.push_back(item.tokens[position]);
+    mine.push_back(std::move(item));
+  }
+  const int64_t corpus_documents = reader.documents_seen();
+
+  // ---- global document numbering: kept documents in corpus order
+  std::vector<int64_t> my_indices;
+  for (const auto& item : mine) my_indices.push_back(item.corpus_index);
+  int my_count = static_cast<int>(my_indices.size());
+  std::vector<int> counts(ranks), displacements(ranks);
+  NLA_CHECK_MPI(MPI_Allgather(&my_count, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD));
+  std::exclusive_scan(counts.begin(), counts.end(), displacements.begin(), 0);
+  std::vector<int64_t> kept(std::accumulate(counts.begin(), counts.end(), 0));
+  NLA_CHECK_MPI(MPI_Allgatherv(my_indices.data(), my_count, MPI_INT64_T, kept.data(), counts.data(),
+                               displacements.data(), MPI_INT64_T, MPI_COMM_WORLD));
+  std::sort(kept.begin(), kept.end());
+  NLA_CHECK_INPUT(!kept.empty(), o.corpus.empty() ? data::default_corpus_path() : o.corpus,
+                  ": no document has a token past min-position ", o.min_position, " (", corpus_documents,
+                  " documents read)");
+  std::vector<store::StoreDocument> stored;
+  std::map<int64_t, size_t> item_of_index;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    mine[i].stored.index = std::lower_bound(kept.begin(), kept.end(), mine[i].corpus_index) - kept.begin();
+    item_of_index[mine[i].stored.index] = i;
+    stored.push_back(mine[i].stored);
+  }
+
+  store::StoreHeader header;
+  header.model = o.model;
+  header.model_config = read_file(std::filesystem::is_directory(o.model) ? o.model + "/config.json" : o.model);
+  header.tokenizer_sha256 = tok.sha256();
+  header.created_by = created_by;
+  header.seed = o.seed;
+  header.positions_per_doc = o.positions_per_doc;
+  header.hidden_size = config.hidden_size;
+  header.layers = layers;
+  header.skipped = reader.skipped().by_reason();
+  header.skipped["too_short"] = allreduce_int64(too_short, MPI_SUM);
+
+  store::ActivationStoreWriter writer(o.out, header, std::move(stored), MPI_COMM_WORLD);
+  if (announce) announce();
+  ExtractSummary summary;
+  summary.documents = writer.n_documents();
+  summary.samples = writer.n_samples();
+  summary.resumed = writer.resumed();
+  log_info("extract: %lld documents (%lld read, skipped: %s too_short=%lld), %lld samples, layers %s -> %s%s",
+           static_cast<long long>(summary.documents), static_cast<long long>(corpus_documents),
+           reader.skipped().to_string().c_str(), static_cast<long long>(header.skipped["too_short"]),
+           static_cast<long long>(summary.samples), o.layers.c_str(), o.out.c_str(),
+           writer.resumed() ? " (resuming)" : "");
+
+  // ---- this rank's pending batches (a batch is written in one round, so it is either
+  // all done or all pending)
+  std::map<int64_t, std::vector<size_t>> batches;  // batch id -> items, in corpus order
+  for (const auto& pending : writer.pending_documents())
+    batches[mine[item_of_index.at(pending.index)].corpus_index / o.batch_docs].push_back(item_of_index.at(pending.index));
+  const int64_t rounds = allreduce_int64(static_cast<int64_t>(batches.size()), MPI_MAX);
+  const int64_t total_batches = allreduce_int64(static_cast<int64_t>(batches.size()), MPI_SUM);
+
+  model::LoadOptions load;
+  load.num_layers = deepest + 1;  // later blocks are neither loaded nor run
+  load.with_head = false;
+  auto net = model::Qwen2Model::load(o.model, load);
+  model::ForwardOptions forward_options;
+  forward_options.capture_layers.assign(layers.begin(), layers.end());
+  forward_options.stop_after_layer = deepest;
+  forward_options.compute_logits = false;
+
+  Progress progress("extract", total_batches, "batches");
+  int64_t my_tokens = 0, batches_done = 0;
+  auto batch = batches.begin();
+  at::NoGradGuard no_grad;
+  for (int64_t round = 0; round < rounds; ++round) {
+    std::vector<int64_t> round_documents;
+    std::vector<std::vector<float>> rows(layers.size());
+    if (batch != batches.end()) {
+      const auto& items = batch->second;
+      int64_t longest = 0;
+      for (size_t item : items) longest = std::max<int64_t>(longest, mine[item].tokens.size());
+      const int64_t batch_size = static_cast<int64_t>(items.size());
+      auto ids = at::zeros({batch_size, longest}, at::kLong);          // (B, T), right-padded
+      auto mask = at::zeros({batch_size, longest}, at::kLong);         // (B, T)
+      for (int64_t b = 0; b < batch_size; ++b) {
+        const auto& tokens = mine[items[b]].tokens;
+        auto length = static_cast<int64_t>(tokens.size());
+        auto row = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), at::kLong);
+        ids[b].slice(0, 0, length).copy_(row);
+        mask[b].slice(0, 0, length).fill_(1);
+        my_tokens += length;
+      }
+      model::ForwardInput input;
+      input.input_ids = ids.to(net.device());
+      input.attention_mask = mask.to(net.device());
+      auto forward_start = std::chrono::steady_clock::now();
+      auto output = net.forward(input, forward_options);
+      summary.forward_seconds += seconds_since(forward_start);
+      for (size_t k = 0; k < layers.size(); ++k) {
+        auto captured = output.captured.at(layers[k]).to(at::kCPU, at::kFloat);  // (B, T, C)
+        for (int64_t b = 0; b < batch_size; ++b) {
+          const auto& positions = mine[items[b]].stored.positions;
+          auto index = at::tensor(std::vector<int64_t>(positions.begin(), positions.end()), at::kLong);
+          auto picked = captured[b].index_select(0, index).contiguous();  // (P, C)
+          const float* data = picked.data_ptr<float>();
+          rows[k].insert(rows[k].end(), data, data + picked.numel());
+        }
+      }
+      for (size_t item : items) round_documents.push_back(mine[item].stored.index);
+      ++batch;
+    }
+    std::vector<const float*> pointers;
+    for (auto& layer_rows : rows) pointers.push_back(layer_rows.data());
+    auto write_start = std::chrono::steady_clock::now();
+    writer.write_round(round_documents, pointers);
+    summary.write_seconds += seconds_since(write_start);
+    batches_done += allreduce_int64(round_documents.empty() ? 0 : 1, MPI_SUM);
+    progress.set(batches_done);
+    if (o.kill_after_batches >= 0 && round + 1 >= o.kill_after_batches && rank == 0) {
+      log_warn("extract: --kill-after-batches %lld reached: SIGKILL (testing resume)",
+               static_cast<long long>(o.kill_after_batches));
+      std::raise(SIGKILL);
+    }
+  }
+  progress.finish();
+  writer.finish();
+  summary.tokens = allreduce_int64(my_tokens, MPI_SUM);
+  summary.seconds = seconds_since(start_time);
+  return summary;
+}
+
+}  // namespace nla::extract

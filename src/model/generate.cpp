@@ -1,0 +1,125 @@
+// Batched KV-cache generation: one prefill over the padded prompts, then one token per
+// step for every sequence, until each has stopped or reached max_new_tokens.
+#include "nla/model/generate.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+
+#include "nla/core/error.hpp"
+
+namespace nla::model {
+
+int64_t sample_token(const at::Tensor& logits, double temperature, double top_p, at::Generator& generator) {
+  if (temperature <= 0) return logits.argmax().item<int64_t>();
+  at::Tensor probs = at::softmax(logits.to(at::kFloat) / temperature, -1);  // (V)
+  if (top_p < 1.0) {
+    auto [sorted, order] = probs.sort(-1, true);  // descending
+    // Keep a token while the mass before it is below top_p (so at least the top one).
+    at::Tensor keep = (sorted.cumsum(-1) - sorted) < top_p;
+    at::Tensor pick = at::multinomial(sorted * keep, 1, false, generator);
+    return order.index_select(0, pick).item<int64_t>();
+  }
+  return at::multinomial(probs, 1, false, generator).item<int64_t>();
+}
+
+GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationPrompt>& prompts,
+                          const GenerationOptions& options) {
+  c10::InferenceMode inference;
+  const int64_t b = static_cast<int64_t>(prompts.size());
+  NLA_CHECK(b > 0, "no prompts");
+  NLA_CHECK(options.seeds.empty() || static_cast<int64_t>(options.seeds.size()) == b, "one seed per sequence");
+  NLA_CHECK(options.max_new_tokens >= 1, "max_new_tokens >= 1");
+  const int64_t c = model.config().hidden_size;
+  const auto device = model.device();
+  const auto long_options = at::TensorOptions().dtype(at::kLong).device(device);
+
+  std::vector<int64_t> lengths;
+  for (const auto& prompt : prompts) {
+    int64_t length = prompt.embeds.defined() ? prompt.embeds.size(0) : static_cast<int64_t>(prompt.ids.size());
+    NLA_CHECK(length > 0, "empty prompt");
+    lengths.push_back(length);
+  }
+  const int64_t p = *std::max_element(lengths.begin(), lengths.end());
+  const int64_t capacity = p + options.max_new_tokens;
+
+  // Padded prompt embeddings (B, P, C), attention mask (B, capacity), injections.
+  at::Tensor embeds = at::zeros({b, p, c}, at::TensorOptions().dtype(model.dtype()).device(device));
+  at::Tensor mask = at::zeros({b, capacity}, long_options);
+  std::vector<int64_t> offsets, last_index;
+  std::vector<int64_t> inject_batch, inject_position;
+  std::vector<at::Tensor> inject_vectors;
+  for (int64_t i = 0; i < b; ++i) {
+    const GenerationPrompt& prompt = prompts[static_cast<size_t>(i)];
+    const int64_t length = lengths[static_cast<size_t>(i)];
+    const int64_t offset = options.left_padding ? p - length : 0;
+    offsets.push_back(offset);
+    last_index.push_back(offset + length - 1);
+    at::Tensor e = prompt.embeds.defined()
+                       ? prompt.embeds.to(device, model.dtype())
+                       : model.embed(at::tensor(prompt.ids, at::kLong).to(device).unsqueeze(0)).squeeze(0);  // (L, C)
+    embeds[i].narrow(0, offset, length).copy_(e);
+    mask[i].narrow(0, offset, length).fill_(1);
+    for (const auto& [position, vector] : prompt.injections) {
+      NLA_CHECK(position >= 0 && position < length, "injection position ", position, " outside prompt of ", length);
+      inject_batch.push_back(i);
+      inject_position.push_back(offset + position);
+      inject_vectors.push_back(vector.reshape({c}));
+    }
+  }
+
+  ForwardInput input;
+  input.inputs_embeds = embeds;
+  input.attention_mask = mask.narrow(1, 0, p);
+  if (!inject_vectors.empty()) {
+    input.injection.batch_index = at::tensor(inject_batch, at::kLong).to(device);
+    input.injection.position = at::tensor(inject_position, at::kLong).to(device);
+    input.injection.vectors = at::stack(inject_vectors).to(device);
+  }
+  ForwardOptions forward_options;
+  forward_options.logits_index = at::tensor(last_index, at::kLong).to(device);
+  KVCache cache = model.make_cache(b, capacity);
+  at::Tensor logits = model.forward(input, forward_options, &cache).logits;  // (B, V)
+
+  std::vector<at::Generator> generators;
+  for (int64_t i = 0; i < b; ++i)
+    generators.push_back(at::make_generator<at::CPUGeneratorImpl>(
+        options.seeds.empty() ? options.seed + static_cast<uint64_t>(i) : options.seeds[static_cast<size_t>(i)]));
+  GenerationResult result;
+  result.tokens.resize(static_cast<size_t>(b));
+  result.finish_reasons.assign(static_cast<size_t>(b), "length");
+  std::vector<bool> finished(static_cast<size_t>(b), false);
+  forward_options.logits_index = at::zeros({b}, long_options);
+  for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+    if (options.return_logits) result.step_logits.push_back(logits.to(at::kCPU).clone());
+    std::vector<int64_t> next(static_cast<size_t>(b), options.pad_token_id);
+    // Greedy: the argmax on the device, so only B ids travel to the host.
+    at::Tensor greedy = options.temperature <= 0 ? logits.argmax(-1).to(at::kCPU) : at::Tensor();
+    at::Tensor host = options.temperature <= 0 ? at::Tensor() : logits.to(at::kCPU);
+    for (int64_t i = 0; i < b; ++i) {
+      const size_t k = static_cast<size_t>(i);
+      if (finished[k]) continue;
+      int64_t token = greedy.defined() ? greedy[i].item<int64_t>()
+                                       : sample_token(host[i], options.temperature, options.top_p, generators[k]);
+      next[k] = token;
+      result.tokens[k].push_back(token);
+      if (std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), token) !=
+          options.stop_token_ids.end()) {
+        finished[k] = true;
+        result.finish_reasons[k] = "stop";
+      }
+    }
+    if (step + 1 == options.max_new_tokens || std::all_of(finished.begin(), finished.end(), [](bool f) { return f; }))
+      break;
+    mask.narrow(1, p + step, 1).fill_(1);
+    ForwardInput step_input;
+    step_input.input_ids = at::tensor(next, at::kLong).to(device).unsqueeze(1);  // (B, 1)
+    step_input.attention_mask = mask.narrow(1, 0, p + step + 1);
+    logits = model.forward(step_input, forward_options, &cache).logits;  // (B, V)
+  }
+  return result;
+}
+
+}  // namespace nla::model

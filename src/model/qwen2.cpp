@@ -1,0 +1,180 @@
+// The Qwen2 forward: embeddings (+ injection), blocks with RoPE/GQA attention and SwiGLU,
+// final norm and LM head, optional KV cache. Follows transformers' modeling_qwen2.py.
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "nla/core/error.hpp"
+#include "nla/model/qwen2.hpp"
+
+namespace nla::model {
+
+namespace {
+
+// HF Qwen2RMSNorm: statistics in fp32, scaled in the input dtype.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+// HF rotate_half: (x1, x2) -> (-x2, x1) over the two halves of the head dimension.
+at::Tensor rotate_half(const at::Tensor& x) {
+  int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// cos and sin of the rotary angles, (B, 1, T, D) in `dtype`. Angles in float64 so long
+// positions keep their precision before the cast.
+std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& position_ids, int64_t head_dim, double theta,
+                                         c10::ScalarType dtype) {
+  auto options = at::TensorOptions().dtype(at::kDouble).device(position_ids.device());
+  at::Tensor exponent = at::arange(0, head_dim, 2, options) / static_cast<double>(head_dim);  // (D/2)
+  at::Tensor inv_freq = at::pow(theta, exponent).reciprocal();                             // (D/2)
+  at::Tensor angles = position_ids.to(at::kDouble).unsqueeze(-1) * inv_freq;                // (B, T, D/2)
+  at::Tensor emb = at::cat({angles, angles}, -1).unsqueeze(1);                              // (B, 1, T, D)
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+// Hand-written grouped-query attention: the query heads that share a KV head are folded
+// into the row dimension, so keys and values are never repeated.
+// q (B, H, T, D), k/v (B, KV, S, D), bias (B|1, 1, T, S) float or undefined -> (B, H, T, D)
+at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias) {
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3);
+  const int64_t kv = k.size(1), s = k.size(2), g = h / kv;
+  at::Tensor qg = q.reshape({b, kv, g * t, d});                                     // (B, KV, G*T, D)
+  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).to(at::kFloat);           // (B, KV, G*T, S)
+  scores = scores.mul_(1.0 / std::sqrt(static_cast<double>(d))).view({b, kv, g, t, s});
+  if (bias.defined()) scores = scores + bias.unsqueeze(1);                          // (B, KV, G, T, S)
+  at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type()).view({b, kv, g * t, s});
+  return at::matmul(probs, v).view({b, h, t, d});
+}
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias,
+                     bool causal_only, bool fused) {
+#if TORCH_VERSION_MAJOR >= 2
+  if (fused) {
+    const int64_t b = k.size(0), kv = k.size(1), s = k.size(2), d = k.size(3), h = q.size(1);
+    // Repeat KV heads for the kernel (enable_gqa only exists from 2.5).
+    at::Tensor kr = k.unsqueeze(2).expand({b, kv, h / kv, s, d}).reshape({b, h, s, d});
+    at::Tensor vr = v.unsqueeze(2).expand({b, kv, h / kv, s, d}).reshape({b, h, s, d});
+    if (causal_only) return at::scaled_dot_product_attention(q, kr, vr, c10::nullopt, 0.0, true);
+    c10::optional<at::Tensor> mask;
+    if (bias.defined()) mask = bias.to(q.scalar_type());
+    return at::scaled_dot_product_attention(q, kr, vr, mask, 0.0, false);
+  }
+#else
+  (void)causal_only;
+  (void)fused;
+#endif
+  return attention_reference(q, k, v, bias);
+}
+
+}  // namespace
+
+at::Tensor Qwen2Model::embed(const at::Tensor& input_ids) const {
+  return at::embedding(weights_.embed_tokens, input_ids);  // (B, T, C)
+}
+
+KVCache Qwen2Model::make_cache(int64_t batch, int64_t capacity) const {
+  KVCache cache;
+  cache.capacity = capacity;
+  auto options = at::TensorOptions().dtype(dtype()).device(device());
+  for (int64_t l = 0; l < num_loaded_layers(); ++l) {
+    cache.keys.push_back(at::zeros({batch, config_.num_key_value_heads, capacity, config_.head_dim()}, options));
+    cache.values.push_back(at::zeros({batch, config_.num_key_value_heads, capacity, config_.head_dim()}, options));
+  }
+  return cache;
+}
+
+ForwardOutput Qwen2Model::forward(const ForwardInput& input, const ForwardOptions& options, KVCache* cache) const {
+  const Qwen2Config& cfg = config_;
+  const int64_t n_heads = cfg.num_attention_heads, n_kv = cfg.num_key_value_heads, d = cfg.head_dim();
+  const int64_t c = cfg.hidden_size;
+
+  at::Tensor x = input.inputs_embeds.defined() ? input.inputs_embeds.to(dtype()) : embed(input.input_ids);  // (B, T, C)
+  NLA_CHECK(x.dim() == 3 && x.size(2) == c, "inputs: expected (B, T, ", c, ")");
+  const int64_t b = x.size(0), t = x.size(1);
+  if (input.injection.defined())  // out of place, so gradients reach the injected vectors
+    x = x.reshape({b * t, c})
+            .index_copy(0, input.injection.batch_index * t + input.injection.position,
+                        input.injection.vectors.to(x.dtype()))
+            .view({b, t, c});
+
+  const int64_t past = cache ? cache->length : 0;
+  const int64_t s = past + t;
+  if (cache) NLA_CHECK(s <= cache->capacity, "KV cache full: ", s, " > ", cache->capacity);
+  at::Tensor mask = input.attention_mask;  // (B, S)
+  if (mask.defined()) NLA_CHECK(mask.dim() == 2 && mask.size(0) == b && mask.size(1) == s, "attention_mask shape");
+
+  at::Tensor position_ids = input.position_ids;  // (B, T)
+  if (!position_ids.defined()) {
+    if (mask.defined())
+      position_ids = (mask.to(at::kLong).cumsum(-1) - 1).clamp_min(0).narrow(1, past, t);
+    else
+      position_ids = at::arange(past, s, at::TensorOptions().dtype(at::kLong).device(x.device())).expand({b, t});
+  }
+  auto [cos, sin] = rotary(position_ids, d, cfg.rope_theta, x.scalar_type());  // (B, 1, T, D)
+
+  // Additive attention bias (B|1, 1, T, S): 0 where query i may see key j (j <= past + i and
+  // j not padding), the lowest float elsewhere (finite, so fully padded rows stay finite).
+  at::Tensor bias;
+  const bool causal_only = !mask.defined() && past == 0 && t > 1;
+  if (mask.defined() || t > 1) {
+    auto long_options = at::TensorOptions().dtype(at::kLong).device(x.device());
+    at::Tensor query_pos = at::arange(past, s, long_options).unsqueeze(1);  // (T, 1)
+    at::Tensor key_pos = at::arange(0, s, long_options).unsqueeze(0);       // (1, S)
+    at::Tensor allowed = (key_pos <= query_pos).view({1, 1, t, s});
+    if (mask.defined()) allowed = allowed.logical_and(mask.to(at::kBool).view({b, 1, 1, s}));
+    bias = at::zeros(allowed.sizes(), x.options().dtype(at::kFloat))
+               .masked_fill_(allowed.logical_not(), std::numeric_limits<float>::lowest());
+  }
+
+  int64_t n_run = options.stop_after_layer >= 0 ? options.stop_after_layer + 1 : num_loaded_layers();
+  NLA_CHECK(n_run <= num_loaded_layers(), "stop_after_layer ", options.stop_after_layer, " but only ",
+            num_loaded_layers(), " blocks are loaded");
+  ForwardOutput out;
+  for (int64_t l = 0; l < n_run; ++l) {
+    const Qwen2Block& w = weights_.layers[static_cast<size_t>(l)];
+    at::Tensor h = rms_norm(x, w.input_layernorm, cfg.rms_norm_eps);
+    at::Tensor q = at::linear(h, w.q_proj_weight, w.q_proj_bias).view({b, t, n_heads, d}).transpose(1, 2);  // (B, H, T, D)
+    at::Tensor k = at::linear(h, w.k_proj_weight, w.k_proj_bias).view({b, t, n_kv, d}).transpose(1, 2);     // (B, KV, T, D)
+    at::Tensor v = at::linear(h, w.v_proj_weight, w.v_proj_bias).view({b, t, n_kv, d}).transpose(1, 2);     // (B, KV, T, D)
+    q = q * cos + rotate_half(q) * sin;
+    k = k * cos + rotate_half(k) * sin;
+    if (cache) {
+      cache->keys[static_cast<size_t>(l)].narrow(2, past, t).copy_(k);
+      cache->values[static_cast<size_t>(l)].narrow(2, past, t).copy_(v);
+      k = cache->keys[static_cast<size_t>(l)].narrow(2, 0, s);  // (B, KV, S, D)
+      v = cache->values[static_cast<size_t>(l)].narrow(2, 0, s);
+    }
+    at::Tensor a = attention(q, k, v, bias, causal_only, options.fused_attention);  // (B, H, T, D)
+    x = x + at::linear(a.transpose(1, 2).reshape({b, t, c}), w.o_proj_weight);
+    h = rms_norm(x, w.post_attention_layernorm, cfg.rms_norm_eps);
+    at::Tensor mlp = at::silu(at::linear(h, w.gate_proj_weight)) * at::linear(h, w.up_proj_weight);  // (B, T, I)
+    x = x + at::linear(mlp, w.down_proj_weight);
+    if (std::find(options.capture_layers.begin(), options.capture_layers.end(), l) != options.capture_layers.end())
+      out.captured[l] = x;
+  }
+  for (int64_t l : options.capture_layers)
+    NLA_CHECK(out.captured.count(l), "capture layer ", l, " not computed (ran ", n_run, " blocks)");
+  if (cache) cache->length = s;
+  out.hidden = x;
+
+  const bool full_depth = n_run == cfg.num_hidden_layers;
+  if (options.compute_logits && options.stop_after_layer < 0 && has_head() && full_depth) {
+    at::Tensor last = x;  // (B, T, C)
+    if (options.logits_index.defined())
+      last = x.reshape({b * t, c})
+                 .index_select(0, at::arange(b, options.logits_index.options()) * t + options.logits_index);  // (B, C)
+    last = rms_norm(last, weights_.norm, cfg.rms_norm_eps);
+    const at::Tensor& head = weights_.lm_head.defined() ? weights_.lm_head : weights_.embed_tokens;
+    out.logits = at::linear(last, head).to(at::kFloat);  // (B, [T,] V)
+  }
+  return out;
+}
+
+}  // namespace nla::model

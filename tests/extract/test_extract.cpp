@@ -1,0 +1,186 @@
+// nla extract end to end on the tiny model: the store holds the model's hidden states at
+// the recorded positions, is identical on 1, 2 and 3 ranks, resumes after SIGKILL to the
+// same content, is read by h5py, and bad input exits 2 with one line.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+
+#include "nla/core/error.hpp"
+#include "nla/extract/extract.hpp"
+#include "nla/model/qwen2.hpp"
+#include "nla/store/activation_store.hpp"
+#include "nla/tokenizer/tokenizer.hpp"
+#include "test_support.hpp"
+
+namespace nla::test {
+namespace {
+
+const std::string kMpi = "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 OMP_NUM_THREADS=1 " +
+                         std::string(MPIEXEC) + " -n ";
+
+// One tiny checkpoint and corpus for the whole suite (init-model takes a second).
+class Extract : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    auto init = run_nla("init-model --preset tiny --seed 3 --tokenizer " + repo_path("models/tokenizer.json") + " --out " +
+                        dir_->file("model"));
+    ASSERT_EQ(init.exit_status, 0) << init.err;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static std::string extract_args(const std::string& out) {
+    // The first 13 documents of the bundled corpus.
+    return "extract --model " + dir_->file("model") + " --corpus " + repo_path("data/corpus") + " --max-docs 13" +
+           " --layers 0,2-3 --positions-per-doc 4 --min-position 20 --max-tokens 200 --batch-docs 3 --seed 11" +
+           // Bit-identical results need the same threads per rank (reductions split by thread).
+           " --threads 1 --out " +
+           out;
+  }
+
+  static TempDir* dir_;
+};
+TempDir* Extract::dir_ = nullptr;
+
+void expect_same_stores(const std::string& a_path, const std::string& b_path) {
+  store::ActivationStore a(a_path), b(b_path);
+  ASSERT_EQ(a.n_samples(), b.n_samples());
+  ASSERT_EQ(a.n_documents(), b.n_documents());
+  ASSERT_EQ(a.layers(), b.layers());
+  EXPECT_EQ(a.header().skipped, b.header().skipped);
+  for (int64_t row = 0; row < a.n_samples(); ++row) {
+    ASSERT_EQ(a.sample_document(row), b.sample_document(row)) << row;
+    ASSERT_EQ(a.sample_position(row), b.sample_position(row)) << row;
+    ASSERT_EQ(a.sample_token(row), b.sample_token(row)) << row;
+  }
+  for (int64_t document = 0; document < a.n_documents(); ++document)
+    ASSERT_EQ(a.document_text(document), b.document_text(document));
+  for (int layer : a.layers()) {
+    auto x = a.read_rows(layer, 0, a.n_samples()), y = b.read_rows(layer, 0, b.n_samples());
+    ASSERT_EQ(x.size(), y.size());
+    size_t differing = 0;
+    for (size_t i = 0; i < x.size(); ++i) differing += x[i] != y[i];
+    EXPECT_EQ(differing, 0u) << "layer " << layer << ": values differ bit for bit";
+  }
+}
+
+TEST_F(Extract, StoreHoldsTheModelsHiddenStatesAtTheRecordedPositions) {
+  std::string out = dir_->file("single.h5");
+  auto result = run_nla(extract_args(out));
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  store::ActivationStore acts(out);
+  EXPECT_EQ(acts.layers(), (std::vector<int>{0, 2, 3}));
+  ASSERT_GT(acts.n_samples(), 20);
+
+  auto tok = tokenizer::Tokenizer::from_file(dir_->file("model"));
+  EXPECT_EQ(acts.header().tokenizer_sha256, tok.sha256());
+  auto net = model::Qwen2Model::load(dir_->file("model"));
+  at::NoGradGuard no_grad;
+  double worst = 0;
+  for (int64_t document = 0; document < acts.n_documents(); document += 4) {
+    auto tokens = tok.encode(acts.document_text(document));
+    tokens.resize(std::min<size_t>(tokens.size(), 200));
+    model::ForwardInput input;
+    input.input_ids = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), at::kLong).unsqueeze(0);
+    model::ForwardOptions options;
+    options.capture_layers = {0, 2, 3};
+    options.compute_logits = false;
+    auto output = net.forward(input, options);  // one unpadded sequence: the reference
+    for (int64_t row = 0; row < acts.n_samples(); ++row) {
+      if (acts.sample_document(row) != document) continue;
+      int32_t position = acts.sample_position(row);
+      ASSERT_GE(position, 20);
+      ASSERT_EQ(acts.sample_token(row), tokens[position]);
+      for (int layer : {0, 2, 3}) {
+        auto stored = acts.read_rows(layer, row, 1);
+        auto expected = output.captured.at(layer)[0][position];
+        auto got = at::from_blob(stored.data(), {static_cast<int64_t>(stored.size())}, at::kFloat);
+        double scale = expected.abs().max().item<double>();
+        worst = std::max(worst, (got - expected).abs().max().item<double>() / scale);
+      }
+    }
+  }
+  // Batched with right padding vs one sequence alone: same math, different summation
+  // lengths in attention; fp32 rounding stays far below 1e-5 of the row's scale.
+  EXPECT_LT(worst, 1e-5);
+
+  auto h5py = run_command(std::string(NLA_SYSTEM_PYTHON) + " " + repo_path("tests/tools/check_store_h5py.py") + " " + out);
+  EXPECT_EQ(h5py.exit_status, 0) << h5py.out << h5py.err;
+}
+
+TEST_F(Extract, SameStoreOnOneTwoAndThreeRanks) {
+  auto one = run_nla(extract_args(dir_->file("r1.h5")));
+  ASSERT_EQ(one.exit_status, 0) << one.err;
+  for (int ranks : {2, 3}) {
+    std::string out = dir_->file("r" + std::to_string(ranks) + ".h5");
+    auto result = run_command(kMpi + std::to_string(ranks) + " " + NLA_BINARY + " " + extract_args(out));
+    ASSERT_EQ(result.exit_status, 0) << result.err;
+    expect_same_stores(dir_->file("r1.h5"), out);
+  }
+}
+
+TEST_F(Extract, KilledRunResumesToTheSameContent) {
+  std::string reference = dir_->file("uninterrupted.h5"), out = dir_->file("killed.h5");
+  ASSERT_EQ(run_nla(extract_args(reference)).exit_status, 0);
+  auto killed = run_command(kMpi + "2 " + NLA_BINARY + " " + extract_args(out) + " --kill-after-batches 1");
+  EXPECT_NE(killed.exit_status, 0);
+  EXPECT_FALSE(std::filesystem::exists(out)) << "a killed run must not leave a complete-looking store";
+  ASSERT_TRUE(std::filesystem::exists(out + ".partial"));
+  auto resumed = run_command(kMpi + "2 " + NLA_BINARY + " " + extract_args(out));
+  ASSERT_EQ(resumed.exit_status, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("(resuming)"), std::string::npos) << resumed.err;
+  expect_same_stores(reference, out);
+}
+
+TEST_F(Extract, BadInputExitsTwoWithOneLine) {
+  auto beyond = run_nla(extract_args(dir_->file("x.h5")) + " --layers 4");
+  EXPECT_EQ(beyond.exit_status, 2);
+  EXPECT_EQ(beyond.err, "nla extract: option 'layers': layer 4 is outside the model (got '4'; the model has layers 0-3; "
+                        "expected e.g. 20, 0-27, 1,5,9-11 or all)\n");
+  write_text(dir_->file("notext.jsonl"), "{\"body\": \"a\"}\n{\"body\": \"b\"}\n");
+  auto no_text = run_nla("extract --model " + dir_->file("model") + " --corpus " + dir_->file("notext.jsonl") +
+                         " --out " + dir_->file("y.h5"));
+  EXPECT_EQ(no_text.exit_status, 2);
+  EXPECT_NE(no_text.err.find("notext.jsonl"), std::string::npos) << no_text.err;
+  EXPECT_NE(no_text.err.find("text"), std::string::npos) << no_text.err;
+  EXPECT_EQ(std::count(no_text.err.begin(), no_text.err.end(), '\n'), 1) << no_text.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_->file("y.h5")));
+
+  ASSERT_EQ(run_nla(extract_args(dir_->file("exists.h5"))).exit_status, 0);
+  auto again = run_nla(extract_args(dir_->file("exists.h5")));
+  EXPECT_EQ(again.exit_status, 2);
+  EXPECT_NE(again.err.find("pass --overwrite"), std::string::npos) << again.err;
+  EXPECT_EQ(run_nla(extract_args(dir_->file("exists.h5")) + " --overwrite").exit_status, 0);
+}
+
+TEST(ExtractUnits, LayerLists) {
+  EXPECT_EQ(extract::parse_layer_list("all", 3, "layers"), (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(extract::parse_layer_list("5,1-3,2", 28, "layers"), (std::vector<int>{1, 2, 3, 5}));
+  EXPECT_THROW(extract::parse_layer_list("28", 28, "layers"), InputError);
+  EXPECT_THROW(extract::parse_layer_list("3-1", 28, "layers"), InputError);
+  EXPECT_THROW(extract::parse_layer_list("x", 28, "layers"), InputError);
+  EXPECT_THROW(extract::parse_layer_list("", 28, "layers"), InputError);
+}
+
+TEST(ExtractUnits, PositionsDependOnSeedAndIdOnlyAndAvoidSpecialTokens) {
+  auto tok = tokenizer::Tokenizer::from_file(repo_path("models/tokenizer.json"));
+  auto tokens = tok.encode(std::string(300, 'a') + " <|endoftext|> " + std::string(200, 'b') + " word word word");
+  auto first = extract::sample_positions(tokens, tok, 10, 5, 7, "doc-1");
+  EXPECT_EQ(first, extract::sample_positions(tokens, tok, 10, 5, 7, "doc-1"));
+  EXPECT_NE(first, extract::sample_positions(tokens, tok, 10, 5, 7, "doc-2"));
+  EXPECT_NE(first, extract::sample_positions(tokens, tok, 10, 5, 8, "doc-1"));
+  ASSERT_EQ(first.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(first.begin(), first.end()));
+  for (int32_t position : first) {
+    EXPECT_GE(position, 5);
+    EXPECT_FALSE(tok.is_special(tokens[position]));
+  }
+  // Every eligible position when the document has fewer than asked for.
+  auto all = extract::sample_positions(tokens, tok, 100000, 5, 7, "doc-1");
+  EXPECT_EQ(all.size(), tokens.size() - 5 - 1);  // one special token excluded
+}
+
+}  // namespace
+}  // namespace nla::test

@@ -1,0 +1,269 @@
+// KV-cache generation and the NLA hooks: cache = recomputation, batch = one by one (left
+// and right padding), seeds, stop tokens, injection, truncation, capture, autograd.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <torch/version.h>
+
+#include "model_test_util.hpp"
+#include "nla/core/error.hpp"
+#include "nla/model/generate.hpp"
+#include "nla/model/qwen2.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using nla::model::ForwardInput;
+using nla::model::ForwardOptions;
+using nla::model::GenerationOptions;
+using nla::model::GenerationPrompt;
+using nla::model::Qwen2Model;
+
+// fp32 recomputation vs cached: same math, different shapes of the matmuls.
+constexpr double kCacheTolerance = 1e-4;
+
+class Generation : public ::testing::Test {
+ protected:
+  void SetUp() override { at::set_num_threads(1); }
+  Qwen2Model model_ = nla::test::spread_random_model(nla::test::small_config(3, 6, 2, 8, 72, 97, false), 77);
+  std::vector<std::vector<int64_t>> prompts_ = {{5, 17, 3, 96, 8}, {1, 2, 3, 4, 5, 6, 7, 8, 9}, {42, 11}};
+};
+
+at::Tensor ids_tensor(const std::vector<int64_t>& ids) { return at::tensor(ids, at::kLong).unsqueeze(0); }
+
+TEST_F(Generation, KvCacheEqualsFullRecomputation) {
+  GenerationOptions options;
+  options.max_new_tokens = 10;
+  options.return_logits = true;
+  for (const auto& prompt : prompts_) {
+    auto result = nla::model::generate(model_, {GenerationPrompt{prompt, {}, {}}}, options);
+    const auto& tokens = result.tokens[0];
+    ASSERT_EQ(tokens.size(), 10u);
+    std::vector<int64_t> all = prompt;
+    all.insert(all.end(), tokens.begin(), tokens.end() - 1);
+    ForwardInput input;
+    input.input_ids = ids_tensor(all);
+    auto full = model_.forward(input).logits[0];  // (T, V)
+    for (size_t step = 0; step < tokens.size(); ++step) {
+      at::Tensor expected = full[static_cast<int64_t>(prompt.size() + step - 1)];
+      auto stats = nla::test::compare(result.step_logits[step][0], expected);
+      EXPECT_LE(stats.max_rel, kCacheTolerance) << "step " << step << " at " << stats.where;
+      EXPECT_EQ(tokens[step], expected.argmax().item<int64_t>()) << "step " << step;
+    }
+  }
+}
+
+TEST_F(Generation, BatchEqualsOneByOneWithLeftAndRightPadding) {
+  for (bool left : {true, false}) {
+    SCOPED_TRACE(left ? "left padding" : "right padding");
+    GenerationOptions options;
+    options.max_new_tokens = 8;
+    options.left_padding = left;
+    options.return_logits = true;
+    std::vector<GenerationPrompt> batch;
+    for (const auto& prompt : prompts_) batch.push_back({prompt, {}, {}});
+    auto batched = nla::model::generate(model_, batch, options);
+    for (size_t i = 0; i < prompts_.size(); ++i) {
+      auto single = nla::model::generate(model_, {batch[i]}, options);
+      EXPECT_EQ(batched.tokens[i], single.tokens[0]) << "sequence " << i;
+      for (size_t step = 0; step < single.step_logits.size(); ++step) {
+        auto stats = nla::test::compare(batched.step_logits[step][static_cast<int64_t>(i)], single.step_logits[step][0]);
+        EXPECT_LE(stats.max_rel, kCacheTolerance) << "sequence " << i << " step " << step << " at " << stats.where;
+      }
+    }
+  }
+}
+
+TEST_F(Generation, SeedsDecideSamplesIndependentlyOfTheBatch) {
+  GenerationOptions options;
+  options.max_new_tokens = 12;
+  options.temperature = 1.3;
+  options.top_p = 0.95;
+  options.seeds = {11, 22, 33};
+  std::vector<GenerationPrompt> batch;
+  for (const auto& prompt : prompts_) batch.push_back({prompt, {}, {}});
+  auto first = nla::model::generate(model_, batch, options);
+  auto second = nla::model::generate(model_, batch, options);
+  EXPECT_EQ(first.tokens, second.tokens);
+  GenerationOptions single_options = options;
+  single_options.seeds = {22};
+  EXPECT_EQ(nla::model::generate(model_, {batch[1]}, single_options).tokens[0], first.tokens[1]);
+  single_options.seeds = {23};
+  EXPECT_NE(nla::model::generate(model_, {batch[1]}, single_options).tokens[0], first.tokens[1]);
+  // Sampling really samples: not the greedy continuation.
+  GenerationOptions greedy;
+  greedy.max_new_tokens = 12;
+  EXPECT_NE(nla::model::generate(model_, {batch[1]}, greedy).tokens[0], first.tokens[1]);
+  // A vanishing top-p keeps only the most likely token: greedy again.
+  options.top_p = 1e-9;
+  auto narrow = nla::model::generate(model_, batch, options);
+  EXPECT_EQ(narrow.tokens, nla::model::generate(model_, batch, greedy).tokens);
+}
+
+TEST_F(Generation, StopTokensEndSequencesSeparately) {
+  GenerationOptions options;
+  options.max_new_tokens = 8;
+  std::vector<GenerationPrompt> batch;
+  for (const auto& prompt : prompts_) batch.push_back({prompt, {}, {}});
+  auto free_run = nla::model::generate(model_, batch, options);
+  options.stop_token_ids = {free_run.tokens[0][2]};  // sequence 0 stops at its 3rd token
+  auto stopped = nla::model::generate(model_, batch, options);
+  ASSERT_EQ(stopped.tokens[0].size(), 3u);
+  EXPECT_EQ(stopped.finish_reasons[0], "stop");
+  for (size_t i = 1; i < batch.size(); ++i) {
+    // The others continue unchanged up to their own first stop token (or the cap).
+    auto it = std::find(free_run.tokens[i].begin(), free_run.tokens[i].end(), options.stop_token_ids[0]);
+    std::vector<int64_t> expected(free_run.tokens[i].begin(),
+                                  it == free_run.tokens[i].end() ? it : it + 1);
+    EXPECT_EQ(stopped.tokens[i], expected) << "sequence " << i;
+  }
+}
+
+TEST_F(Generation, EmbeddingPromptsEqualIdPrompts) {
+  GenerationOptions options;
+  options.max_new_tokens = 6;
+  const auto& prompt = prompts_[1];
+  GenerationPrompt from_embeds;
+  from_embeds.embeds = model_.embed(ids_tensor(prompt))[0];  // (T, C)
+  EXPECT_EQ(nla::model::generate(model_, {from_embeds}, options).tokens,
+            nla::model::generate(model_, {GenerationPrompt{prompt, {}, {}}}, options).tokens);
+}
+
+TEST_F(Generation, InjectionChangesExactlyThePositionsAfterIt) {
+  const auto& prompt = prompts_[1];  // 9 tokens
+  const int64_t position = 4;
+  ForwardInput plain;
+  plain.input_ids = ids_tensor(prompt);
+  ForwardOptions options;
+  options.capture_layers = {0, 2};
+  auto base = model_.forward(plain, options);
+
+  ForwardInput injected = plain;
+  injected.injection.batch_index = at::tensor(std::vector<int64_t>{0}, at::kLong);
+  injected.injection.position = at::tensor(std::vector<int64_t>{position}, at::kLong);
+  injected.injection.vectors = at::randn({1, model_.config().hidden_size}) * 3;
+  auto changed = model_.forward(injected, options);
+  for (auto [name, a, b] : {std::tuple{"logits", base.logits, changed.logits},
+                            std::tuple{"layer 0", base.captured.at(0), changed.captured.at(0)},
+                            std::tuple{"layer 2", base.captured.at(2), changed.captured.at(2)}}) {
+    // Causal: positions before the injection are bit-identical, every later one differs.
+    EXPECT_TRUE(at::equal(a[0].narrow(0, 0, position), b[0].narrow(0, 0, position))) << name;
+    for (int64_t t = position; t < static_cast<int64_t>(prompt.size()); ++t)
+      EXPECT_GT((a[0][t] - b[0][t]).abs().max().item<double>(), 1e-3) << name << " position " << t;
+  }
+  // Injecting the token's own embedding changes nothing.
+  injected.injection.vectors = model_.embed(ids_tensor({prompt[position]}))[0];
+  auto same = model_.forward(injected, options);
+  EXPECT_TRUE(at::equal(same.logits, base.logits));
+
+  // Through generate: own embedding -> same tokens; a foreign vector -> different logits.
+  GenerationOptions generation;
+  generation.max_new_tokens = 6;
+  generation.return_logits = true;
+  GenerationPrompt with_own{prompt, {}, {{position, model_.embed(ids_tensor({prompt[position]}))[0][0]}}};
+  auto reference = nla::model::generate(model_, {GenerationPrompt{prompt, {}, {}}}, generation);
+  EXPECT_EQ(nla::model::generate(model_, {with_own}, generation).tokens, reference.tokens);
+  GenerationPrompt with_foreign{prompt, {}, {{position, at::randn({model_.config().hidden_size}) * 3}}};
+  // In a left-padded batch the injection lands at the right place of each sequence.
+  std::vector<GenerationPrompt> batch = {GenerationPrompt{prompts_[2], {}, {}}, with_foreign};
+  auto batched = nla::model::generate(model_, batch, generation);
+  auto alone = nla::model::generate(model_, {with_foreign}, generation);
+  EXPECT_EQ(batched.tokens[1], alone.tokens[0]);
+  EXPECT_GT((alone.step_logits[0][0] - reference.step_logits[0][0]).abs().max().item<double>(), 1e-3);
+}
+
+TEST_F(Generation, TruncatedLoadAndStopAfterLayerGiveTheCapturedResidual) {
+  nla::test::TempDir dir;
+  nla::test::write_test_checkpoint(model_, dir.path());
+  ForwardInput input;
+  input.input_ids = ids_tensor(prompts_[1]);
+  ForwardOptions capture;
+  capture.capture_layers = {0, 1, 2};
+  auto full = model_.forward(input, capture);
+  ASSERT_TRUE(full.logits.defined());
+
+  ForwardOptions stop;
+  stop.stop_after_layer = 1;
+  auto stopped = model_.forward(input, stop);
+  EXPECT_FALSE(stopped.logits.defined());
+  EXPECT_TRUE(at::equal(stopped.hidden, full.captured.at(1)));
+
+  // The AR trunk: blocks 0..1 only, no final norm or head, later blocks never read.
+  nla::model::LoadOptions load;
+  load.num_layers = 2;
+  load.with_head = false;
+  Qwen2Model trunk = Qwen2Model::load(dir.path(), load);
+  EXPECT_EQ(trunk.num_loaded_layers(), 2);
+  EXPECT_FALSE(trunk.has_head());
+  auto names = trunk.named_parameters();
+  for (const auto& [name, tensor] : names) {
+    EXPECT_EQ(name.find("layers.2."), std::string::npos) << name;
+    EXPECT_NE(name, "model.norm.weight");
+  }
+  auto trunk_out = trunk.forward(input);
+  EXPECT_FALSE(trunk_out.logits.defined());
+  EXPECT_TRUE(at::equal(trunk_out.hidden, full.captured.at(1)));
+  // Full load from the checkpoint reproduces the in-memory model exactly (fp32 round trip).
+  EXPECT_TRUE(at::equal(Qwen2Model::load(dir.path()).forward(input).logits, full.logits));
+}
+
+// LibTorch 2.x runs attention through scaled_dot_product_attention; it must agree with
+// the hand-written path (the one the numpy reference checks on 1.13), causal and padded.
+TEST_F(Generation, FusedAttentionMatchesHandWritten) {
+#if TORCH_VERSION_MAJOR >= 2
+  ForwardInput input;
+  input.input_ids = at::tensor(std::vector<int64_t>{0, 0, 5, 17, 3, 96, 1, 2, 3, 4, 5, 6}, at::kLong).view({2, 6});
+  for (bool padded : {false, true}) {
+    input.attention_mask = padded ? at::tensor(std::vector<int64_t>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, at::kLong)
+                                        .view({2, 6})
+                                  : at::Tensor();
+    ForwardOptions fused, reference;
+    reference.fused_attention = false;
+    auto stats = nla::test::compare(model_.forward(input, fused).logits.narrow(1, 2, 4),
+                                    model_.forward(input, reference).logits.narrow(1, 2, 4));
+    EXPECT_LE(stats.max_rel, kCacheTolerance) << (padded ? "padded" : "causal") << " at " << stats.where;
+  }
+#else
+  GTEST_SKIP() << "LibTorch " << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << ": no scaled_dot_product_attention, the hand-written path is the only one";
+#endif
+}
+
+TEST_F(Generation, AutogradReachesParametersAndInjectedVectors) {
+  auto model = nla::test::spread_random_model(nla::test::small_config(2, 4, 2, 8, 40, 53, true), 5);
+  for (auto& parameter : model.parameters()) parameter.set_requires_grad(true);
+  ForwardInput input;
+  input.input_ids = ids_tensor({1, 2, 3, 4, 5, 6});
+  at::Tensor vector = at::randn({1, 32}).set_requires_grad(true);
+  input.injection.batch_index = at::zeros({1}, at::kLong);
+  input.injection.position = at::full({1}, 2, at::kLong);
+  input.injection.vectors = vector;
+  auto logits = model.forward(input).logits;  // (1, T, V)
+  auto loss = at::cross_entropy_loss(logits[0].narrow(0, 0, 5), at::tensor(std::vector<int64_t>{2, 3, 4, 5, 6}, at::kLong));
+  loss.backward();
+  ASSERT_TRUE(vector.grad().defined());
+  EXPECT_GT(vector.grad().abs().sum().item<double>(), 0);
+  for (auto& [name, parameter] : model.named_parameters()) {
+    ASSERT_TRUE(parameter.grad().defined()) << name;
+    EXPECT_TRUE(parameter.grad().isfinite().all().item<bool>()) << name;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Qwen2Config, PresetsRoundTripThroughConfigJson) {
+  for (const auto& name : nla::model::qwen2_preset_names()) {
+    auto preset = nla::model::qwen2_preset(name);
+    auto parsed = nla::model::Qwen2Config::from_json_text(preset.to_json_text(), name);
+    EXPECT_EQ(parsed.to_json_text(), preset.to_json_text()) << name;
+  }
+  // The published Qwen2.5 shapes: parameter counts as Hugging Face reports them.
+  EXPECT_NEAR(nla::model::qwen2_preset("qwen2.5-0.5b").num_parameters() / 1e6, 494.0, 1.0);
+  EXPECT_NEAR(nla::model::qwen2_preset("qwen2.5-7b").num_parameters() / 1e9, 7.62, 0.01);
+  EXPECT_EQ(nla::model::qwen2_preset("tiny").vocab_size, 151936);
+  EXPECT_THROW(nla::model::qwen2_preset("huge"), nla::InputError);
+  EXPECT_THROW(nla::model::Qwen2Config::from_json_text(R"({"hidden_size": 64})", "c.json"), nla::InputError);
+}
+
+}  // namespace
