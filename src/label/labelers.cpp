@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nla/core/error.hpp"
+#include "nla/label/sample_context.hpp"
 
 namespace nla::label {
 
@@ -37,29 +38,15 @@ std::string answer_format(const std::vector<std::string>& snippets) {
 std::vector<std::string> context_descriptions(const store::ActivationStore& acts, const tokenizer::Tokenizer& tok,
                                               int64_t first, int64_t count, const ContextLabelerOptions& options) {
   NLA_CHECK(first >= 0 && count >= 0 && first + count <= acts.n_samples(), "rows out of range");
+  SampleContextReader reader(acts, tok);
   std::vector<std::string> descriptions;
   descriptions.reserve(count);
-  int64_t cached_document = -1;
-  std::vector<tokenizer::TokenId> tokens;
-  std::string source;
   for (int64_t row = first; row < first + count; ++row) {
-    int64_t document = acts.sample_document(row);
-    if (document != cached_document) {  // rows are ordered by document: tokenise each once
-      tokens = tok.encode(acts.document_text(document));
-      source = acts.document_source(document);
-      cached_document = document;
-    }
-    int64_t position = acts.sample_position(row);
-    NLA_CHECK_INPUT(position < static_cast<int64_t>(tokens.size()) && tokens[position] == acts.sample_token(row),
-                    acts.path(), ": sample ", row, ": token at position ", position,
-                    " differs from the store's (was the store made with another tokenizer?)");
-    int64_t start = std::max<int64_t>(0, position - options.context_tokens);
-    std::vector<tokenizer::TokenId> before(tokens.begin() + start, tokens.begin() + position);
-    std::string current = tok.decode({tokens[position]});
+    auto context = reader.context(row, options.context_tokens, 0);
     descriptions.push_back(answer_format({
-        "Text just before: \"" + one_line(tok.decode(before)) + "\"",
-        "Current token: \"" + one_line(current) + "\"",
-        "Domain: " + (source.empty() ? std::string("unknown") : source),
+        "Text just before: \"" + one_line(tok.decode(context.before)) + "\"",
+        "Current token: \"" + one_line(tok.decode({context.token})) + "\"",
+        "Domain: " + (context.source.empty() ? std::string("unknown") : context.source),
     }));
   }
   return descriptions;

@@ -5,10 +5,12 @@
 
 #include <ATen/ATen.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "nla/core/error.hpp"
 #include "nla/extract/extract.hpp"
+#include "nla/io/safetensors.hpp"
 #include "nla/model/qwen2.hpp"
 #include "nla/store/activation_store.hpp"
 #include "nla/tokenizer/tokenizer.hpp"
@@ -108,6 +110,59 @@ TEST_F(Extract, StoreHoldsTheModelsHiddenStatesAtTheRecordedPositions) {
 
   auto h5py = run_command(std::string(NLA_SYSTEM_PYTHON) + " " + repo_path("tests/tools/check_store_h5py.py") + " " + out);
   EXPECT_EQ(h5py.exit_status, 0) << h5py.out << h5py.err;
+}
+
+TEST_F(Extract, StoredRowsAgreeWithAFloat64NumpyForward) {
+  std::string out = dir_->file("numpy.h5");
+  ASSERT_EQ(run_nla(extract_args(out)).exit_status, 0);
+  store::ActivationStore acts(out);
+  auto tok = tokenizer::Tokenizer::from_file(dir_->file("model"));
+  // Two documents through tests/tools/qwen2_numpy_ref.py (independent: numpy only).
+  const std::vector<int64_t> documents = {1, 6};
+  std::vector<std::vector<tokenizer::TokenId>> tokens;
+  size_t longest = 0;
+  for (int64_t document : documents) {
+    tokens.push_back(tok.encode(acts.document_text(document)));
+    tokens.back().resize(std::min<size_t>(tokens.back().size(), 200));
+    longest = std::max(longest, tokens.back().size());
+  }
+  std::string ids = "[", mask = "[";
+  for (size_t i = 0; i < tokens.size(); ++i) {  // right-padded
+    ids += i ? ",[" : "[";
+    mask += i ? ",[" : "[";
+    for (size_t j = 0; j < longest; ++j) {
+      ids += (j ? "," : "") + std::to_string(j < tokens[i].size() ? tokens[i][j] : 0);
+      mask += (j ? "," : "") + std::string(j < tokens[i].size() ? "1" : "0");
+    }
+    ids += "]";
+    mask += "]";
+  }
+  write_text(dir_->file("input.json"), "{\"input_ids\": " + ids + "], \"attention_mask\": " + mask + "]}");
+  auto reference = run_command(std::string(NLA_SYSTEM_PYTHON) + " " + repo_path("tests/tools/qwen2_numpy_ref.py") +
+                               " --model " + dir_->file("model") + " --input " + dir_->file("input.json") + " --out " +
+                               dir_->file("ref.safetensors"));
+  ASSERT_EQ(reference.exit_status, 0) << reference.err;
+  io::SafetensorsFile ref(dir_->file("ref.safetensors"));
+  int checked = 0;
+  for (int layer : {0, 2, 3}) {
+    const auto* info = ref.find("hidden." + std::to_string(layer));
+    ASSERT_NE(info, nullptr);
+    at::Tensor hidden = at::empty(info->shape, at::kDouble);  // (B, T, C) float64
+    std::memcpy(hidden.data_ptr(), ref.data(*info), info->num_bytes());
+    for (size_t i = 0; i < documents.size(); ++i) {
+      for (int64_t row = 0; row < acts.n_samples(); ++row) {
+        if (acts.sample_document(row) != documents[i]) continue;
+        auto stored = acts.read_rows(layer, row, 1);
+        auto got = at::from_blob(stored.data(), {static_cast<int64_t>(stored.size())}, at::kFloat).to(at::kDouble);
+        auto expected = hidden[static_cast<int64_t>(i)][acts.sample_position(row)];
+        double relative = (got - expected).abs().max().item<double>() / expected.abs().max().item<double>();
+        // fp32 against float64 through 4 blocks: rounding stays near 1e-6; 1e-4 as for the model tests.
+        EXPECT_LT(relative, 1e-4) << "layer " << layer << " row " << row;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GE(checked, 12);
 }
 
 TEST_F(Extract, SameStoreOnOneTwoAndThreeRanks) {

@@ -7,6 +7,7 @@
 
 #include "nla/core/error.hpp"
 #include "nla/label/labelers.hpp"
+#include "nla/label/sample_context.hpp"
 #include "nla/store/activation_store.hpp"
 #include "nla/tokenizer/tokenizer.hpp"
 #include "test_support.hpp"
@@ -60,6 +61,23 @@ TEST(Label, ContextSnippetsQuoteTheTextBeforeTheTokenAndItsDomain) {
             "<explanation>\nText just before: \"The quick brown\"\nCurrent token: \"fox\"\nDomain: web\n</explanation>");
   EXPECT_NE(descriptions[2].find("Domain: code"), std::string::npos) << descriptions[2];
   EXPECT_EQ(descriptions[2].find("\n  "), std::string::npos) << "snippets are single lines";
+}
+
+TEST(Label, SampleContextGivesTheTokensAroundEachPosition) {
+  TempDir dir;
+  auto tok = tokenizer::Tokenizer::from_file(repo_path("models/tokenizer.json"));
+  std::string path = make_store(dir, tok);
+  store::ActivationStore acts(path);
+  label::SampleContextReader reader(acts, tok);
+  auto tokens = tok.encode("The quick brown fox jumps over the lazy dog near the river bank today.");
+  auto context = reader.context(1, 2, 3);  // document 0, position 9
+  EXPECT_EQ(context.token, tokens[9]);
+  EXPECT_EQ(context.before, std::vector<tokenizer::TokenId>(tokens.begin() + 7, tokens.begin() + 9));
+  EXPECT_EQ(context.after, std::vector<tokenizer::TokenId>(tokens.begin() + 10, tokens.begin() + 13));
+  EXPECT_EQ(context.source, "web");
+  auto edge = reader.context(0, 100, 0);  // position 3: only 3 tokens before it
+  EXPECT_EQ(edge.before.size(), 3u);
+  EXPECT_TRUE(edge.after.empty());
 }
 
 TEST(Label, CommandWritesDescriptionsIntoTheStoreOrACopy) {

@@ -46,9 +46,6 @@ class LabelCommand : public Command {
       if (labeler_ == "context") {
         std::string tokenizer_path = tokenizer_.empty() ? acts.header().model : tokenizer_;
         auto tok = tokenizer::Tokenizer::from_file(tokenizer_path);
-        NLA_CHECK_INPUT(tok.sha256() == acts.header().tokenizer_sha256, tok.path(),
-                        ": tokenizer differs from the one the store was made with (sha256 ", tok.sha256(), " vs ",
-                        acts.header().tokenizer_sha256, ")");
         label::ContextLabelerOptions options;
         options.context_tokens = context_tokens_;
         context.announce();
