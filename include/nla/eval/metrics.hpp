@@ -1,0 +1,46 @@
+// Reconstruction metrics of the evaluation sweep (DESIGN section 5), per sample, in
+// float64 whatever the input dtype. x is the true activation, y the prediction, mu the
+// layer's mean activation; all (N, d) row-major except mu (d).
+//
+//   cosine   x.y / (|x||y|)
+//   fve      1 - |x - y|^2 / |x - mu|^2       (layer figure: 1 - sum|x-y|^2 / sum|x-mu|^2)
+//   nrmse    sqrt(mean((x/|x| - y/|y|)^2))
+//   mse_nrm  mean((x sqrt(d)/|x| - y sqrt(d)/|y|)^2) = 2 (1 - cosine)
+//   recall@k 1 when fewer than k of the distractors have a strictly higher cosine to y
+//            than x has (ties count for x)
+// A zero vector normalises to the zero vector (cosine 0 with anything); a sample with
+// x == mu has fve -inf, 0 or nan as the division gives (the layer figure is what to read).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace nla::eval {
+
+struct SampleMetrics {
+  at::Tensor cosine;   // (N) float64
+  at::Tensor fve;      // (N)
+  at::Tensor nrmse;    // (N)
+  at::Tensor mse_nrm;  // (N)
+};
+
+SampleMetrics sample_metrics(const at::Tensor& truth, const at::Tensor& prediction, const at::Tensor& mean);
+
+// 1 - sum|x - y|^2 / sum|x - mu|^2 over the rows.
+double layer_fve(const at::Tensor& truth, const at::Tensor& prediction, const at::Tensor& mean);
+
+// Mean per-dimension variance of the rows after scaling each to norm sqrt(d): fve_nrm's
+// denominator (stored with AR checkpoints).
+double var_nrm(const at::Tensor& rows);
+
+// distractors: (N, P) int64 row indices into `pool` (M, d). Returns (N) float64 of 0/1.
+at::Tensor recall_at_k(const at::Tensor& truth, const at::Tensor& prediction, const at::Tensor& pool,
+                       const at::Tensor& distractors, int64_t k = 10);
+
+// (N, P) distinct indices in [0, M) drawn for each sample i, never i itself (sample i's
+// own row in the pool), from a generator seeded by (seed, i): the same draw whatever the
+// batch or rank that asks for it.
+at::Tensor draw_distractors(int64_t first_sample, int64_t n, int64_t pool_size, int64_t per_sample, uint64_t seed);
+
+}  // namespace nla::eval

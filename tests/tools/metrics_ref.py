@@ -1,0 +1,49 @@
+#!/usr/bin/python3
+"""Independent numpy implementation of the evaluation metrics (DESIGN section 5), the
+reference of tests/eval. Reads JSON {truth, prediction, mean, pool, distractors, k} and
+prints JSON {cosine, fve, nrmse, mse_nrm, recall, layer_fve, var_nrm}.
+
+A zero vector normalises to zero (cosine 0); recall counts candidates with a STRICTLY
+higher cosine to the prediction than the truth has (ties count for the truth)."""
+import json
+import sys
+
+import numpy as np
+
+
+def unit(rows):
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+
+def main():
+    data = json.load(open(sys.argv[1]))
+    x = np.array(data["truth"], dtype=np.float64)
+    y = np.array(data["prediction"], dtype=np.float64)
+    mu = np.array(data["mean"], dtype=np.float64)
+    pool = np.array(data["pool"], dtype=np.float64)
+    distractors = np.array(data["distractors"], dtype=np.int64)
+    k = int(data["k"])
+    n, d = x.shape
+    xu, yu = unit(x), unit(y)
+    cosine = np.einsum("ij,ij->i", xu, yu)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fve = 1.0 - ((x - y) ** 2).sum(1) / ((x - mu) ** 2).sum(1)
+    nrmse = np.sqrt(((xu - yu) ** 2).mean(1))
+    mse_nrm = (((xu - yu) * np.sqrt(d)) ** 2).mean(1)
+    pool_unit = unit(pool)
+    recall = []
+    for i in range(n):
+        own = float(xu[i] @ yu[i])
+        scores = pool_unit[distractors[i]] @ yu[i]
+        recall.append(1.0 if int((scores > own).sum()) < k else 0.0)
+    layer_fve = 1.0 - ((x - y) ** 2).sum() / ((x - mu) ** 2).sum()
+    scaled = unit(x) * np.sqrt(d)
+    var_nrm = scaled.var(axis=0).mean()
+    clean = lambda a: [None if not np.isfinite(v) else float(v) for v in a]
+    print(json.dumps({"cosine": clean(cosine), "fve": clean(fve), "nrmse": clean(nrmse), "mse_nrm": clean(mse_nrm),
+                      "recall": recall, "layer_fve": float(layer_fve), "var_nrm": float(var_nrm)}))
+
+
+if __name__ == "__main__":
+    main()
