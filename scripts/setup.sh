@@ -4,10 +4,10 @@
 # files under models/, and the reference data tests use. Idempotent: a second run takes
 # about a second.
 #   scripts/setup.sh                 everything for building and running
-#   scripts/setup.sh --references    also the independent references the tests compare
-#                                    with: llama.cpp's qwen2 vocab vectors and a CPU build
-#                                    of llama.cpp (node-llama-cpp; ~6-20 min once, cached
-#                                    in third_party/llama/)
+#   scripts/setup.sh --references    also what only the tests need: llama.cpp's qwen2 vocab
+#                                    vectors, a CPU build of llama.cpp (node-llama-cpp;
+#                                    ~6 min once, cached in third_party/llama/), and
+#                                    slurm-wlm + munge for the sbatch test
 #   NLA_SETUP_SKIP_APT=1             skip the apt step (e.g. no root; install the list yourself)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,6 +74,14 @@ done
 
 # ---- independent references for tests (each script is idempotent) ----------------------
 if [[ "${1:-}" == --references ]]; then
+  # A single-node Slurm for the sbatch tests (started and stopped by the tests themselves).
+  if [[ "${NLA_SETUP_SKIP_APT:-0}" != 1 ]] && ! dpkg-query -W -f='${Status}' slurm-wlm 2>/dev/null | grep -q "install ok installed"; then
+    say "installing slurm-wlm and munge (for the Slurm tests)"
+    sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends slurm-wlm munge ||
+      say "warning: slurm-wlm could not be installed; the Slurm tests will say they are skipped"
+  fi
   for tool in tests/tools/fetch_llama_vocab_vectors.sh tests/tools/setup_llama_cpp.sh; do
     "$tool" || say "warning: $tool failed; the tests that need it will say they are skipped"
   done

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `sbatch slurm/extract.sh CONFIG` on a real single-node Slurm started for this test
+# (tests/tools/slurm_local.sh): 3 tasks through srun --mpi=pmix write a complete store
+# that h5py reads. Skips (77) where Slurm cannot run (not installed, not root).
+#   test_slurm_extract.sh NLA_BINARY
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+nla=${1:?nla binary}
+work=$(mktemp -d)
+chmod 755 "$work"  # munged runs as the munge user
+state=$work/slurm
+cleanup() { "$repo/tests/tools/slurm_local.sh" stop "$state"; rm -rf "$work"; }
+trap cleanup EXIT
+status=0
+"$repo/tests/tools/slurm_local.sh" start "$state" || status=$?
+[[ $status -eq 0 ]] || exit $status
+export SLURM_CONF=$state/slurm.conf
+
+"$nla" init-model --preset tiny --seed 2 --out "$work/model" --log-level warn
+cat > "$work/extract.ini" <<INI
+[extract]
+model = $work/model
+out = $work/acts.h5
+max-docs = 12
+layers = 1-2
+positions-per-doc = 3
+min-position = 16
+max-tokens = 128
+batch-docs = 2
+INI
+# The job runs from the repository (as a user's would); its log goes to the work dir.
+cd "$repo"
+NLA_BIN=$nla sbatch --wait --ntasks=3 --output="$work/job.out" --export=ALL slurm/extract.sh "$work/extract.ini"
+cat "$work/job.out" >&2
+grep -q "nla-extract job" "$work/job.out"
+grep -q "extract: wrote $work/acts.h5" "$work/job.out"
+grep -q "3 ranks" "$work/job.out"
+/usr/bin/python3 "$repo/tests/tools/check_store_h5py.py" "$work/acts.h5"
+echo "slurm extract: ok"
