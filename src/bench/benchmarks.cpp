@@ -12,6 +12,7 @@ BenchReport bench_train_step(const BenchOptions& options);
 BenchReport bench_generate(const BenchOptions& options);
 BenchReport bench_tokenize(const BenchOptions& options);
 BenchReport bench_extract(const BenchOptions& options);
+BenchReport bench_memory(const BenchOptions& options);
 
 const std::vector<BenchEntry>& benchmarks() {
   static const std::vector<BenchEntry> table = {
@@ -20,6 +21,7 @@ const std::vector<BenchEntry>& benchmarks() {
       {"train-step", "forward + cross-entropy + backward + AdamW: tokens/s, fraction of peak, memory", bench_train_step},
       {"generate", "batched greedy KV-cache generation (use --batch 32 --seq-len 32 --new-tokens 128)", bench_generate},
       {"extract", "extraction: tokens/s through the truncated model, store MB/s vs the disk's dd rate", bench_extract},
+      {"memory", "per-rank bytes of sharded parameters, gradients, AdamW state vs 16 P / N + one unit; RSS of a step", bench_memory},
       {"tokenize", "tokens/s of the tokenizer on one core, beside Hugging Face tokenizers on the same text", bench_tokenize},
   };
   return table;
