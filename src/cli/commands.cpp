@@ -11,6 +11,8 @@ std::unique_ptr<Command> make_generate_command();
 std::unique_ptr<Command> make_tokenize_command();
 std::unique_ptr<Command> make_extract_command();
 std::unique_ptr<Command> make_label_command();
+std::unique_ptr<Command> make_train_ar_command();
+std::unique_ptr<Command> make_reconstruct_command();
 
 std::vector<std::unique_ptr<Command>> make_commands() {
   std::vector<std::unique_ptr<Command>> commands;
@@ -19,6 +21,8 @@ std::vector<std::unique_ptr<Command>> make_commands() {
   commands.push_back(make_tokenize_command());
   commands.push_back(make_extract_command());
   commands.push_back(make_label_command());
+  commands.push_back(make_train_ar_command());
+  commands.push_back(make_reconstruct_command());
   commands.push_back(make_bench_command());
   return commands;
 }
