@@ -3,6 +3,9 @@
 
     nla_report.py RUN/            -> RUN/report/report.md (+ figures/, stats.csv, stats.md)
 
+With RUN/coverage/ from nla_coverage.py (several anchors' runs), the page adds the
+coverage map and the chosen anchor set.
+
 It runs the statistics (nla_stats.py) and the figures (nla_figures.py), then writes a
 Markdown page: the anchor layer's headline numbers for every condition, the figures, the
 per-layer Wilcoxon/Benjamini-Hochberg table for cosine, and the provenance of the run.
@@ -70,6 +73,16 @@ def build(run_dir):
         if path.endswith(".png"):
             name = os.path.basename(path)
             lines += [f"![{name}](figures/{name})", ""]
+    # Anchor coverage (nla_coverage.py ... --out RUN/coverage), when it was made for this run.
+    coverage = os.path.join(run_dir, "coverage", "coverage.json")
+    if os.path.exists(os.path.join(run_dir, "coverage", "coverage_map.png")) and os.path.exists(coverage):
+        info = json.load(open(coverage))
+        chosen = ", ".join(str(c["anchor"]) for c in info["chosen"])
+        lines += ["## Anchor coverage", "",
+                  f"Smallest set of anchors keeping layers {info['range'][0]}-{info['range'][1]} at "
+                  f"{info['metric']} >= {info['min_cosine']:g} ({info['method']} search): {chosen or 'none'}; "
+                  f"layers no anchor reaches: {', '.join(map(str, info['uncovered_layers'])) or 'none'}.", "",
+                  "![coverage map](../coverage/coverage_map.png)", ""]
     lines += ["## Per-layer tests (cosine)", "", nla_stats.markdown_table(cosine_rows),
               "All metrics: `stats.csv`, `stats.md`.", ""]
     provenance = os.path.join(run_dir, "provenance.json")

@@ -12,7 +12,12 @@ std::unique_ptr<Command> make_tokenize_command();
 std::unique_ptr<Command> make_extract_command();
 std::unique_ptr<Command> make_label_command();
 std::unique_ptr<Command> make_train_ar_command();
+std::unique_ptr<Command> make_train_av_command();
 std::unique_ptr<Command> make_reconstruct_command();
+std::unique_ptr<Command> make_eval_command();
+std::unique_ptr<Command> make_eval_merge_command();
+std::unique_ptr<Command> make_verbalize_command();
+std::unique_ptr<Command> make_grpo_command();
 
 std::vector<std::unique_ptr<Command>> make_commands() {
   std::vector<std::unique_ptr<Command>> commands;
@@ -22,7 +27,12 @@ std::vector<std::unique_ptr<Command>> make_commands() {
   commands.push_back(make_extract_command());
   commands.push_back(make_label_command());
   commands.push_back(make_train_ar_command());
+  commands.push_back(make_train_av_command());
+  commands.push_back(make_verbalize_command());
   commands.push_back(make_reconstruct_command());
+  commands.push_back(make_grpo_command());
+  commands.push_back(make_eval_command());
+  commands.push_back(make_eval_merge_command());
   commands.push_back(make_bench_command());
   return commands;
 }

@@ -31,19 +31,22 @@ struct ReleaseAll {
 
 }  // namespace
 
-ShardedModel::ShardedModel(model::Qwen2Model model, Communicator comm, FsdpOptions options)
+ShardedModel::ShardedModel(model::Qwen2Model model, Communicator comm, FsdpOptions options,
+                           std::vector<ExtraParameter> extras)
     : model_(std::move(model)),
       comm_(std::move(comm)),
       options_(options),
-      compute_dtype_(model_.dtype()),
-      device_(model_.device()) {
+      compute_dtype_(options.compute_dtype != c10::ScalarType::Undefined ? options.compute_dtype : model_.dtype()),
+      device_(model_.device()),
+      extras_(std::move(extras)) {
   NLA_CHECK(comm_.valid(), "ShardedModel needs a valid Communicator");
   has_head_ = model_.has_head();
   const int64_t n = comm_.size(), num_layers = model_.num_loaded_layers();
-  units_.resize(static_cast<size_t>(1 + num_layers + (has_head_ ? 1 : 0)));
+  units_.resize(static_cast<size_t>(1 + num_layers + (has_head_ ? 1 : 0) + (extras_.empty() ? 0 : 1)));
   units_.front().name = "embed";
   for (int64_t l = 0; l < num_layers; ++l) block_unit(l).name = "layers." + std::to_string(l);
-  if (has_head_) units_.back().name = "head";
+  if (has_head_) head_unit()->name = "head";
+  if (!extras_.empty()) extra_unit()->name = "extra";
 
   auto slots = model::qwen2_parameter_slots(model_.weights(), model_.config(), num_layers, has_head_);
   for (auto& slot : slots) {
@@ -55,8 +58,17 @@ ShardedModel::ShardedModel(model::Qwen2Model model, Communicator comm, FsdpOptio
     unit.numel += entry.numel;
     unit.entries.push_back(std::move(entry));
   }
+  for (auto& extra : extras_) {
+    NLA_CHECK(extra.tensor.defined() && extra.tensor.device() == device_, "extra parameter ", extra.name,
+              " must be defined on the model's device");
+    FlatUnit& unit = *extra_unit();
+    std::vector<int64_t> shape(extra.tensor.sizes().begin(), extra.tensor.sizes().end());
+    FlatUnit::Entry entry{extra.name, shape, unit.numel, extra.tensor.numel(), &extra.tensor};
+    unit.numel += entry.numel;
+    unit.entries.push_back(std::move(entry));
+  }
   // A tied head has no tensor of its own: its logits read the embedding unit.
-  tied_head_ = has_head_ && std::none_of(units_.back().entries.begin(), units_.back().entries.end(),
+  tied_head_ = has_head_ && std::none_of(head_unit()->entries.begin(), head_unit()->entries.end(),
                                          [](const FlatUnit::Entry& e) { return e.hf_name == "lm_head.weight"; });
   const auto fp32 = at::TensorOptions().dtype(at::kFloat).device(device_);
   for (auto& unit : units_) {
@@ -245,10 +257,15 @@ at::Tensor ShardedModel::forward_backward_per_block(const model::ForwardInput& i
     if (tied) gather(embed_unit(), true);  // stays gathered until the embedding's backward
     out.logits = head_stage(last, input, options);
   }
+  if (extra_unit()) gather(*extra_unit(), true);
   at::Tensor loss = loss_fn(out);
   NLA_CHECK(loss.numel() == 1, "loss function must return a scalar");
   loss.backward();
   at::Tensor grad_x = last.grad();  // (B, T, C); undefined when the loss ignores the blocks
+  if (extra_unit()) {
+    reduce_scatter_grad(*extra_unit());
+    release(*extra_unit());
+  }
   if (head) {
     reduce_scatter_grad(*head_unit());
     release(*head_unit());
@@ -276,6 +293,22 @@ at::Tensor ShardedModel::forward_backward_per_block(const model::ForwardInput& i
     release(embed_unit());
   }
   return loss.detach();
+}
+
+at::Tensor ShardedModel::forward_then(const model::ForwardInput& input, const model::ForwardOptions& options,
+                                      const LossFunction& post) {
+  at::NoGradGuard no_grad;
+  auto output = forward(input, options);
+  if (!extra_unit()) return post(output);
+  ReleaseAll guard{[this] { release(*extra_unit()); }};
+  gather(*extra_unit(), false);
+  return post(output);
+}
+
+const at::Tensor& ShardedModel::extra(const std::string& name) const {
+  for (const auto& extra : extras_)
+    if (extra.name == name) return extra.tensor;
+  NLA_INPUT_ERROR("no extra parameter named '", name, "'");
 }
 
 model::ForwardOutput ShardedModel::forward(const model::ForwardInput& input, const model::ForwardOptions& options) {
@@ -326,7 +359,8 @@ model::Qwen2Model ShardedModel::gather_model() {
   std::map<std::string, at::Tensor*> by_name;
   for (auto& slot : slots) by_name[slot.hf_name] = slot.tensor;
   for_each_full_parameter([&](const std::string& name, const at::Tensor& tensor) {
-    *by_name.at(name) = tensor.clone();
+    auto slot = by_name.find(name);
+    if (slot != by_name.end()) *slot->second = tensor.clone();  // extras are not the model's
   });
   return model::Qwen2Model::from_weights(config(), std::move(weights));
 }

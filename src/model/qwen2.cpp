@@ -167,9 +167,13 @@ ForwardOutput Qwen2Model::forward(const ForwardInput& input, const ForwardOption
   const bool full_depth = n_run == cfg.num_hidden_layers;
   if (options.compute_logits && options.stop_after_layer < 0 && has_head() && full_depth) {
     at::Tensor last = x;  // (B, T, C)
-    if (options.logits_index.defined())
-      last = x.reshape({b * t, c})
-                 .index_select(0, at::arange(b, options.logits_index.options()) * t + options.logits_index);  // (B, C)
+    if (options.logits_index.defined()) {
+      // (B) -> rows (B); (B, K) -> rows (B * K), reshaped after the head.
+      at::Tensor rows = at::arange(b, options.logits_index.options()) * t;  // (B)
+      rows = options.logits_index.dim() == 2 ? rows.unsqueeze(1) + options.logits_index : rows + options.logits_index;
+      last = x.reshape({b * t, c}).index_select(0, rows.reshape({-1}));  // (B [* K], C)
+      if (options.logits_index.dim() == 2) last = last.view({b, options.logits_index.size(1), c});  // (B, K, C)
+    }
     last = rms_norm(last, weights_.norm, cfg.rms_norm_eps);
     const at::Tensor& head = weights_.lm_head.defined() ? weights_.lm_head : weights_.embed_tokens;
     out.logits = at::linear(last, head).to(at::kFloat);  // (B, [T,] V)

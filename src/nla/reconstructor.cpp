@@ -34,12 +34,12 @@ Reconstructor::Reconstructor(model::Qwen2Model trunk, at::Tensor value_head, std
   NLA_CHECK_INPUT(!trunk_.has_head(), "AR trunk: expected no final norm or LM head");
 }
 
-ArBatch Reconstructor::make_batch(const tokenizer::Tokenizer& tokenizer, const std::vector<std::string>& descriptions,
-                                  int64_t max_tokens) const {
+ArBatch make_ar_batch(const tokenizer::Tokenizer& tokenizer, const std::vector<std::string>& descriptions,
+                      int64_t max_tokens, const std::string& critic_template, c10::Device device) {
   std::vector<std::vector<tokenizer::TokenId>> sequences;
   int64_t longest = 1;
   for (const auto& description : descriptions) {
-    auto ids = ar_input_ids(tokenizer, description, critic_template_);
+    auto ids = ar_input_ids(tokenizer, description, critic_template);
     if (max_tokens > 0 && static_cast<int64_t>(ids.size()) > max_tokens) ids.erase(ids.begin(), ids.end() - max_tokens);
     longest = std::max(longest, static_cast<int64_t>(ids.size()));
     sequences.push_back(std::move(ids));
@@ -60,11 +60,15 @@ ArBatch Reconstructor::make_batch(const tokenizer::Tokenizer& tokenizer, const s
     }
     last[b] = static_cast<int64_t>(s.size()) - 1;
   }
-  auto device = trunk_.device();
   batch.input_ids = batch.input_ids.to(device);
   batch.attention_mask = batch.attention_mask.to(device);
   batch.last_index = batch.last_index.to(device);
   return batch;
+}
+
+ArBatch Reconstructor::make_batch(const tokenizer::Tokenizer& tokenizer, const std::vector<std::string>& descriptions,
+                                  int64_t max_tokens) const {
+  return make_ar_batch(tokenizer, descriptions, max_tokens, critic_template_, trunk_.device());
 }
 
 at::Tensor Reconstructor::forward(const ArBatch& batch) const {

@@ -19,7 +19,6 @@
 #include "nla/nla/losses.hpp"
 #include "nla/nla/prompts.hpp"
 #include "nla/nla/reconstructor.hpp"
-#include "nla/nla/train_ar.hpp"
 #include "nla/tokenizer/tokenizer.hpp"
 #include "test_support.hpp"
 
@@ -127,29 +126,6 @@ TEST(Losses, AvSftLossCountsAnswerTokensOnly) {
   auto changed = logits.clone();
   changed[0][0] += 10;
   EXPECT_NEAR(av_sft_loss(changed, ids, mask).item<double>(), expected, 1e-5);
-}
-
-TEST(Split, ByDocumentDeterministicAndDisjoint) {
-  std::vector<int64_t> docs;
-  for (int64_t d = 0; d < 200; ++d)
-    for (int k = 0; k < 4; ++k) docs.push_back(d);
-  auto a = split_by_document(docs, 0.2, 7), b = split_by_document(docs, 0.2, 7);
-  EXPECT_EQ(a.train, b.train);
-  EXPECT_EQ(a.validation, b.validation);
-  EXPECT_EQ(a.train.size() + a.validation.size(), docs.size());
-  std::set<int64_t> train_docs, val_docs;
-  for (auto r : a.train) train_docs.insert(docs[r]);
-  for (auto r : a.validation) val_docs.insert(docs[r]);
-  for (auto d : val_docs) EXPECT_EQ(train_docs.count(d), 0u) << d;
-  EXPECT_NEAR(static_cast<double>(val_docs.size()) / 200.0, 0.2, 0.08);
-}
-
-TEST(Schedule, WarmupThenCosineToLrMin) {
-  EXPECT_NEAR(lr_at(0, 100, 1e-3, 1e-4, 10), 1e-4, 1e-12);
-  EXPECT_NEAR(lr_at(9, 100, 1e-3, 1e-4, 10), 1e-3, 1e-12);
-  EXPECT_NEAR(lr_at(10, 100, 1e-3, 1e-4, 10), 1e-3, 1e-12);
-  EXPECT_NEAR(lr_at(99, 100, 1e-3, 1e-4, 10), 1e-4, 1e-12);
-  EXPECT_LT(lr_at(60, 100, 1e-3, 1e-4, 10), lr_at(30, 100, 1e-3, 1e-4, 10));
 }
 
 // A small random Qwen2 checkpoint with the real tokenizer (vocabulary kept small).

@@ -26,6 +26,10 @@
 //     embedding's) + the boundary activations. The per-block forward composes the model's
 //     own forward() over one-block views of the weights, so the math is the model's.
 //
+// Extra parameters. A model may carry tensors outside the Qwen2 parameter map (the AR's
+// value head): they form one more unit, "extra", last, gathered while the loss function
+// (or a forward's post-processing) runs and sharded, reduced and updated like the rest.
+//
 // Every rank must call the collective members in the same order with the same options.
 #pragma once
 
@@ -46,6 +50,9 @@ struct FsdpOptions {
   // Divide the reduce-scattered gradient sums by N: with each rank's loss a mean over its
   // own micro-batch, the gradient is then that of the mean over all ranks' (equal) batches.
   bool average_gradients = true;
+  // The dtype of the gathered weights and of the forward/backward (bf16 on GPU); the
+  // master shards stay fp32. Undefined: the model's own dtype.
+  c10::ScalarType compute_dtype = c10::ScalarType::Undefined;
 };
 
 // One flat unit of parameters and this rank's shard of it.
@@ -78,12 +85,19 @@ struct ShardMemory {
   int64_t total_parameters = 0;  // P, unpadded, over all units
 };
 
+// A named tensor outside the Qwen2 parameter map (e.g. "value_head.weight").
+struct ExtraParameter {
+  std::string name;
+  at::Tensor tensor;
+};
+
 class ShardedModel {
  public:
   // Takes a model whose full parameters are the same on every rank (same seed or same
   // checkpoint), keeps this rank's shards and frees the full tensors. Collective only in
   // that every rank must construct it; no communication.
-  ShardedModel(model::Qwen2Model model, Communicator comm, FsdpOptions options = {});
+  ShardedModel(model::Qwen2Model model, Communicator comm, FsdpOptions options = {},
+               std::vector<ExtraParameter> extras = {});
   // The units point into model_'s weights: not copyable, not movable (hold it in place or
   // by pointer).
   ShardedModel(const ShardedModel&) = delete;
@@ -106,6 +120,13 @@ class ShardedModel {
 
   // Inference forward under no-grad; per-block mode gathers one unit at a time.
   model::ForwardOutput forward(const model::ForwardInput& input, const model::ForwardOptions& options = {});
+  // The same, then post(output) while the extra parameters are gathered; returns its result.
+  at::Tensor forward_then(const model::ForwardInput& input, const model::ForwardOptions& options,
+                          const LossFunction& post);
+
+  // An extra parameter's full tensor: defined only while gathered, i.e. inside a loss
+  // function or a forward_then post-processing. InputError for an unknown name.
+  const at::Tensor& extra(const std::string& name) const;
 
   void zero_grad();
   // Scales the grad shards so their global L2 norm is at most max_norm (torch's
@@ -143,7 +164,8 @@ class ShardedModel {
   int64_t blocks_run(const model::ForwardOptions& options) const;
   FlatUnit& embed_unit() { return units_.front(); }
   FlatUnit& block_unit(int64_t layer) { return units_[static_cast<size_t>(1 + layer)]; }
-  FlatUnit* head_unit() { return has_head_ ? &units_.back() : nullptr; }
+  FlatUnit* head_unit() { return has_head_ ? &units_[static_cast<size_t>(1 + model_.num_loaded_layers())] : nullptr; }
+  FlatUnit* extra_unit() { return extras_.empty() ? nullptr : &units_.back(); }
 
   model::Qwen2Model model_;  // its weight tensors are views of gathered units, or undefined
   Communicator comm_;
@@ -153,6 +175,7 @@ class ShardedModel {
   c10::Device device_;
   bool has_head_ = false;
   bool tied_head_ = false;
+  std::vector<ExtraParameter> extras_;  // their tensors are views of the gathered extra unit
 };
 
 }  // namespace nla::dist

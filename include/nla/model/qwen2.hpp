@@ -87,12 +87,13 @@ struct ForwardOptions {
   std::vector<int64_t> capture_layers;  // residual after these blocks, (B, T, C) each
   int64_t stop_after_layer = -1;        // run blocks 0..L only (no logits then)
   bool compute_logits = true;
-  at::Tensor logits_index;              // (B) int64: logits only at these positions -> (B, V)
+  at::Tensor logits_index;              // (B) int64: logits only at these positions -> (B, V);
+                                        // (B, K): K positions per row -> (B, K, V)
   bool fused_attention = true;          // LibTorch 2.x: scaled_dot_product_attention
 };
 
 struct ForwardOutput {
-  at::Tensor logits;                      // (B, T, V) or (B, V) with logits_index; float32
+  at::Tensor logits;                      // (B, T, V), or (B, V) / (B, K, V) with logits_index; float32
   at::Tensor hidden;                      // (B, T, C) residual after the last block run
   std::map<int64_t, at::Tensor> captured; // layer -> (B, T, C)
 };

@@ -23,6 +23,12 @@ struct ArBatch {
   at::Tensor last_index;      // (B) int64, position of each sequence's last real token
 };
 
+// Tokenises descriptions into AR inputs (critic template) and right-pads them on `device`;
+// max_tokens > 0 keeps each input's last max_tokens tokens, so the suffix that h_hat is
+// read at survives.
+ArBatch make_ar_batch(const tokenizer::Tokenizer& tokenizer, const std::vector<std::string>& descriptions,
+                      int64_t max_tokens, const std::string& critic_template, c10::Device device);
+
 class Reconstructor {
  public:
   Reconstructor() = default;

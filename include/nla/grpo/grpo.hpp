@@ -1,0 +1,84 @@
+// `nla grpo`: RL of the verbalizer (AV) against a live reconstructor (AR) (DESIGN sections
+// 1 and 6). Read top to bottom in grpo.cpp:
+//
+//   roles        world -> trainer / rollout / reward groups (roles.hpp, --layout)
+//   models       trainers: sharded AV (policy), sharded frozen SFT AV (reference), sharded
+//                AR, one ShardedAdamW each for AV and AR; rollout ranks: a plain AV;
+//                reward ranks: a plain AR (weights from the trainers, weight_sync.hpp)
+//   resume       trainer_state/ (step, AR refresh buffer, optimizer shards = the weights)
+//   step loop    activations of step s = f(seed, s)
+//                generate  rollout ranks: K samples per activation (seed f(seed, s, row, j))
+//                score     reward ranks: reward = -mse_nrm(AR(description), h), failed -2
+//                update    trainers: advantages, log-probs recomputed (policy and reference),
+//                          clipped-ratio + k3 loss, token mean over the global batch, AdamW;
+//                          every ar_refresh_every steps ar_refresh_steps AR updates on the
+//                          freshest successful (description, activation) pairs
+//                sync      new AV to the rollout ranks, new AR to the reward ranks
+//                metrics   metrics.jsonl + one step line; checkpoints every N steps
+//
+// Everything random is a function of (seed, step, row, j) and every reduction divides by
+// global counts, so the run is the same on any layout with the same trainer group size,
+// and resumes exactly after a kill (on the same rank count; on another the sums regroup
+// and agree to fp32 rounding).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace nla::grpo {
+
+struct GrpoOptions {
+  // inputs and outputs
+  std::string store;       // activation store (nla extract)
+  int64_t layer = -1;      // store layer (-1: the AV's critic.extraction_layer_index)
+  std::string av;          // SFT AV checkpoint: the initial policy and the KL reference
+  std::string ar;          // AR checkpoint (nla train-ar): the reward model, trained on
+  std::string tokenizer;   // "" = the AV's
+  std::string out;         // run directory: config.ini, provenance.json, metrics.jsonl, av/, ar/, trainer_state/
+  std::string device = "cpu";
+  // ranks
+  std::string layout = "colocate";  // colocate | split
+  int trainer_ranks = 1, rollout_ranks = 1, reward_ranks = 1;  // split only
+  // schedule
+  int64_t steps = 100;
+  int64_t activations_per_step = 16;   // N
+  int64_t samples_per_activation = 4;  // K (DESIGN: 4)
+  int64_t seed = 0;
+  // rollouts
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int64_t max_new_tokens = 150;        // DESIGN: at most 150
+  int64_t rollout_batch = 8;           // activations per generation chunk (K sequences each)
+  int64_t score_batch = 32;            // samples per AR scoring chunk
+  int64_t ar_max_tokens = 256;         // AR inputs keep their last N tokens
+  // AV update
+  double lr = 1e-5;
+  double weight_decay = 0.0;
+  double grad_clip = 1.0;              // 0: off
+  double clip_eps = 0.2;
+  double kl_coef = 0.01;
+  bool advantage_std = true;           // divide advantages by the group's std
+  int64_t ppo_epochs = 1;              // optimizer steps on each step's rollouts
+  int64_t train_batch = 8;             // micro-batch rows per trainer rank
+  // AR refresh
+  int64_t ar_refresh_every = 1;        // 1: every step (the authors); 10: the seed's schedule; 0: frozen AR
+  int64_t ar_refresh_steps = 1;        // AR optimizer steps per refresh
+  int64_t ar_batch = 32;               // pairs per AR step (global)
+  double ar_lr = 1e-5;
+  // operation
+  int64_t checkpoint_every = 50;       // 0: only at the end
+  int64_t sync_bucket_mb = 64;
+  int64_t kill_after_steps = -1;       // testing: rank 0 SIGKILLs itself after this step
+};
+
+struct GrpoRunInfo {
+  // Called on world rank 0 once inputs are validated and before the first step (the CLI
+  // writes config.ini and provenance.json there).
+  std::function<void()> on_start;
+};
+
+// Collective over MPI_COMM_WORLD. InputError for bad options or inputs (one line).
+void run_grpo(const GrpoOptions& options, const GrpoRunInfo& info = {});
+
+}  // namespace nla::grpo

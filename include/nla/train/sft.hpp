@@ -1,0 +1,94 @@
+// Supervised training of the AR (`nla train-ar`) and the AV (`nla train-av`) on an
+// activation store's descriptions, sharded FSDP-style over the ranks of the job.
+//
+// One loop for both (sft.cpp): options -> data split by document -> model sharded over
+// the ranks -> resume from <out>/trainer_state when present -> steps (validation every N,
+// then the step's global batch split over ranks and micro-batches, gradients summed,
+// global-norm clipping, sharded AdamW with warmup + cosine) -> trainer_state every
+// save_every steps -> the checkpoint (DESIGN section 3) at the end.
+//
+// Rank-count independence: step s trains on a global batch of `batch` rows that depends
+// only on (seed, s); each rank takes a contiguous part of it; the loss is a sum over rows
+// divided by the global count (AR: rows; AV: answer tokens), so the update is the same on
+// any number of ranks up to float summation order. Resume reads the step from
+// trainer_state/ and continues with the same batches, on any rank count.
+//
+//   AR: loss = mean over rows of mse_nrm(AR(description), h)     (validation: fve_nrm vs
+//       the mean-direction baseline)
+//   AV: loss = mean over answer tokens of -log p(token)         (validation: the same loss)
+//       input = AV prompt with h * s / |h| at the marker + "<explanation>...</explanation>"
+//       + <|im_end|>; only the answer tokens count.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace nla::train {
+
+struct SftOptions {
+  std::string store;                 // activation store with /descriptions/<descriptions>
+  int64_t layer = -1;                // layer L of the store (and the AR's depth)
+  std::string model;                 // base checkpoint directory (or an AV/AR to continue)
+  std::string tokenizer;             // "" = the model's
+  std::string descriptions = "gold"; // /descriptions/<name>
+  std::string out;                   // run directory: metrics.jsonl, ar/ or av/, trainer_state/
+  std::string device = "cpu";        // cpu | cuda | cuda:N (cuda: the local rank's device)
+  std::string precision = "auto";    // auto (bf16 compute on GPU, fp32 on CPU) | fp32 | bf16
+  int64_t steps = 200;
+  int64_t batch = 16;                // rows per optimizer step, over all ranks
+  int64_t micro_batch = 0;           // rows per forward on one rank (0: the rank's whole share)
+  double lr_max = 1e-4;
+  double lr_min = 1e-5;
+  int64_t lr_warmup_steps = 10;
+  double weight_decay = 0.0;
+  double grad_clip = 1.0;            // global gradient norm (0: off)
+  int64_t eval_every = 50;           // 0: only at the start and the end
+  int64_t max_eval_samples = 512;
+  int64_t save_every = 0;            // trainer_state/ every N steps (0: at the end only)
+  bool per_block = false;            // FSDP per-block gathering with recomputation
+  int64_t max_tokens = 256;          // AR inputs keep their last N tokens; AV answers are cut to N
+  double validation_fraction = 0.1;  // of the documents
+  double injection_scale = 0;        // s; 0 = the training rows' mean norm, rounded up
+  int64_t seed = 0;
+  int64_t kill_after_steps = -1;     // tests: SIGKILL rank 0 after this many steps
+};
+
+struct SftEval {
+  int64_t step = 0;
+  double loss = 0;                                    // AR: mse_nrm; AV: token-mean NLL
+  double fve_nrm = 0;                                 // AR only
+  double baseline_mse_nrm = 0, baseline_fve_nrm = 0;  // AR only: the mean direction
+};
+
+struct SftResult {
+  std::vector<double> losses;  // training loss per step run in this process
+  std::vector<SftEval> evals;  // validations run in this process
+  int64_t first_step = 0;      // 0, or the step resumed from
+  double var_nrm = 0;
+  double injection_scale = 0;
+  std::string checkpoint;      // <out>/ar or <out>/av
+};
+
+// Collective over MPI_COMM_WORLD. InputError (raised on every rank) for bad options or
+// input; Error for a non-finite loss, naming the step and the sample rows (the last
+// trainer_state/ stays as it was).
+SftResult train_ar(const SftOptions& options);
+SftResult train_av(const SftOptions& options);
+
+// Train/validation split by document (a document's rows all go to one side), deterministic
+// in (document index, seed). Returns rows.
+struct RowSplit {
+  std::vector<int64_t> train, validation;
+};
+RowSplit split_by_document(const std::vector<int64_t>& row_documents, double validation_fraction, int64_t seed);
+
+// The learning rate of optimizer step `step` (0-based): linear warmup to lr_max over
+// lr_warmup_steps, then cosine decay to lr_min at the last step.
+double lr_at(int64_t step, int64_t steps, double lr_max, double lr_min, int64_t lr_warmup_steps);
+
+// The rows of global step `step`: `batch` rows of `train` in epochs of seeded shuffles
+// (epoch e is shuffled with (seed, e)); a pure function, so resume needs only the step.
+std::vector<int64_t> step_rows(const std::vector<int64_t>& train, int64_t batch, int64_t step, int64_t seed);
+
+}  // namespace nla::train

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# sbatch slurm/grpo.sh CONFIG.ini [extra nla grpo options]
+# GRPO on a cluster: one rank per task, one GPU per rank (--gpus-per-node = tasks per
+# node; each rank takes local rank % visible GPUs). Pick the layout in the config or on
+# the command line, e.g. 2 nodes x 4 GPUs:
+#   sbatch --nodes=2 --ntasks-per-node=4 --gpus-per-node=4 slurm/grpo.sh run.ini \
+#       --layout split --trainer-ranks 4 --rollout-ranks 3 --reward-ranks 1
+# Resumable: resubmit the same job after a timeout or preemption (checkpoints every
+# [grpo] checkpoint-every steps; --signal=TERM@120 leaves time for the last one to land).
+#SBATCH --job-name=nla-grpo
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=4
+#SBATCH --cpus-per-task=4
+#SBATCH --time=24:00:00
+#SBATCH --output=logs/%x-%j.out
+#SBATCH --signal=TERM@120
+set -euo pipefail
+repo=${NLA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
+cd "$repo"
+mkdir -p logs
+echo "nla-grpo job ${SLURM_JOB_ID:-local} on $(hostname): ${SLURM_JOB_NUM_NODES:-1} node(s), ${SLURM_NTASKS:-?} tasks, GPUs per node ${SLURM_GPUS_PER_NODE:-none}, config $*" >&2
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
+exec jobs/grpo.sh "$@"

@@ -1,0 +1,44 @@
+// nla train-av: AV SFT (activation injected at the marker -> the description), sharded
+// over the ranks.
+#include <filesystem>
+
+#include "nla/cli/command.hpp"
+#include "nla/core/error.hpp"
+#include "nla/core/log.hpp"
+#include "nla/core/world.hpp"
+#include "sft_options.hpp"
+
+namespace nla::cli {
+
+class TrainAvCommand : public Command {
+ public:
+  std::string name() const override { return "train-av"; }
+  std::string summary() const override {
+    return "SFT of the activation verbalizer (AV) on an activation store's descriptions (FSDP over the ranks)";
+  }
+  void declare(OptionSet& options) override {
+    o_.lr_max = 3e-4;  // defaults shown by --help: the AV starts from a base model, not an identity head
+    o_.lr_min = 3e-5;
+    declare_sft_options(options, "train-av", o_);
+  }
+
+  void run(const RunContext& context) override {
+    run_on_root(MPI_COMM_WORLD, [&] {
+      NLA_CHECK_INPUT(!o_.out.empty(), "option 'out': expected a run directory");
+      std::filesystem::create_directories(o_.out);
+      context.announce();
+      context.save_to_directory(o_.out);
+    });
+    auto result = train::train_av(o_);
+    if (!result.evals.empty() && !result.losses.empty())
+      log_info("train-av: val loss %.4f -> %.4f, train loss %.4f -> %.4f", result.evals.front().loss,
+               result.evals.back().loss, result.losses.front(), result.losses.back());
+  }
+
+ private:
+  train::SftOptions o_;
+};
+
+std::unique_ptr<Command> make_train_av_command() { return std::make_unique<TrainAvCommand>(); }
+
+}  // namespace nla::cli

@@ -1,0 +1,717 @@
+// The evaluation sweep (see include/nla/eval/sweep.hpp). Read top to bottom: inputs and
+// validation -> rows and tasks -> this rank's tasks (AV generation, AR) -> gather per layer
+// to rank 0 -> metrics, PCA, CLC on rank 0 -> summary.csv and results.h5.
+#include "nla/eval/sweep.hpp"
+
+#include <ATen/ATen.h>
+#include <mpi.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <set>
+
+#include "nla/core/atomic_file.hpp"
+#include "nla/core/error.hpp"
+#include "nla/core/log.hpp"
+#include "nla/core/progress.hpp"
+#include "nla/core/world.hpp"
+#include "nla/eval/metrics.hpp"
+#include "nla/extract/extract.hpp"
+#include "nla/nla/checkpoint.hpp"
+#include "nla/nla/reconstructor.hpp"
+#include "nla/nla/verbalizer.hpp"
+#include "nla/store/activation_store.hpp"
+#include "nla/store/hdf5_util.hpp"
+#include "nla/tokenizer/tokenizer.hpp"
+
+namespace nla::eval {
+
+namespace {
+
+using store::H5Handle;
+
+// ---- seeds -------------------------------------------------------------------------
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+uint64_t mix(uint64_t a, uint64_t b) { return splitmix64(a ^ splitmix64(b)); }
+
+// Stream purposes, so that no two draws share a generator.
+constexpr uint64_t kRowsStream = 0x524f5753, kRandomStream = 0x52414e44, kShuffleStream = 0x53485546,
+                   kVerbalizeStream = 0x56455242;
+
+class SplitMix {
+ public:
+  explicit SplitMix(uint64_t seed) : state_(seed) {}
+  uint64_t next() { return state_ = splitmix64(state_); }
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  uint64_t below(uint64_t bound) { return next() % bound; }
+
+ private:
+  uint64_t state_;
+};
+
+// The evaluated rows: a seeded sample of min(count, n) store rows, sorted.
+std::vector<int64_t> choose_rows(int64_t n_samples, int64_t count, uint64_t seed) {
+  std::vector<int64_t> all(static_cast<size_t>(n_samples));
+  std::iota(all.begin(), all.end(), 0);
+  SplitMix rng(mix(seed, kRowsStream));
+  for (int64_t i = 0; i < count; ++i) {  // partial Fisher-Yates
+    int64_t j = i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(n_samples - i)));
+    std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(j)]);
+  }
+  all.resize(static_cast<size_t>(count));
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
+// g_i: d standard normals (Box-Muller) from a generator seeded by (seed, layer, row).
+at::Tensor gaussian_vectors(const std::vector<int64_t>& rows, int layer, int64_t d, uint64_t seed) {
+  auto out = at::empty({static_cast<int64_t>(rows.size()), d}, at::kFloat);  // (b, d)
+  float* data = out.data_ptr<float>();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    SplitMix rng(mix(mix(mix(seed, kRandomStream), static_cast<uint64_t>(layer)), static_cast<uint64_t>(rows[i])));
+    for (int64_t k = 0; k < d; k += 2) {
+      double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();  // u1 in (0, 1]: log is finite
+      double radius = std::sqrt(-2.0 * std::log(u1));
+      data[static_cast<int64_t>(i) * d + k] = static_cast<float>(radius * std::cos(2 * M_PI * u2));
+      if (k + 1 < d) data[static_cast<int64_t>(i) * d + k + 1] = static_cast<float>(radius * std::sin(2 * M_PI * u2));
+    }
+  }
+  return out;
+}
+
+// pi for `shuffled`: a uniformly random cyclic permutation (Sattolo), so pi(i) != i: every
+// sample is scored with another text's description.
+std::vector<int64_t> cyclic_permutation(int64_t n, int layer, uint64_t seed) {
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  std::iota(p.begin(), p.end(), 0);
+  SplitMix rng(mix(mix(seed, kShuffleStream), static_cast<uint64_t>(layer)));
+  for (int64_t i = n - 1; i > 0; --i) std::swap(p[static_cast<size_t>(i)], p[rng.below(static_cast<uint64_t>(i))]);
+  return p;
+}
+
+// ---- gathering to rank 0 -------------------------------------------------------------
+
+// Rank 0 receives every rank's bytes (in rank order); other ranks get {}.
+std::vector<std::string> gather_bytes(const std::string& mine) {
+  const int size = world_size();
+  int count = static_cast<int>(mine.size());
+  std::vector<int> counts(static_cast<size_t>(size)), offsets(static_cast<size_t>(size));
+  NLA_CHECK_MPI(MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD));
+  std::string all;
+  if (is_root()) {
+    int64_t total = 0;
+    for (int r = 0; r < size; ++r) {
+      offsets[static_cast<size_t>(r)] = static_cast<int>(total);
+      total += counts[static_cast<size_t>(r)];
+    }
+    NLA_CHECK(total < (int64_t{1} << 31), "gather of ", total, " bytes exceeds MPI's int counts");
+    all.resize(static_cast<size_t>(total));
+  }
+  NLA_CHECK_MPI(MPI_Gatherv(mine.data(), count, MPI_BYTE, all.data(), counts.data(), offsets.data(), MPI_BYTE, 0,
+                            MPI_COMM_WORLD));
+  std::vector<std::string> parts;
+  if (is_root())
+    for (int r = 0; r < size; ++r)
+      parts.push_back(all.substr(static_cast<size_t>(offsets[static_cast<size_t>(r)]),
+                                 static_cast<size_t>(counts[static_cast<size_t>(r)])));
+  return parts;
+}
+
+// One task's output: a block of samples of one layer.
+struct BlockResult {
+  int64_t first = 0;                                          // index into the evaluated rows
+  std::map<std::string, at::Tensor> reconstructions;          // av, random -> (b, d) float32
+  std::map<std::string, std::vector<std::string>> descriptions;
+  std::map<std::string, std::vector<uint8_t>> failed;
+};
+
+// The blocks of one layer from every rank, assembled on rank 0 (bytes: a JSON header then
+// the float32 rows of each block and condition).
+void gather_layer(const std::vector<BlockResult>& mine, int64_t n, int64_t d, SweepResults& results, int64_t layer_index) {
+  nlohmann::json header = nlohmann::json::array();
+  std::string floats;
+  for (const auto& block : mine) {
+    nlohmann::json entry{{"first", block.first}};
+    for (const auto& condition : kGeneratedConditions) {
+      entry["descriptions"][condition] = block.descriptions.at(condition);
+      entry["failed"][condition] = block.failed.at(condition);
+      auto rows = block.reconstructions.at(condition).contiguous();  // (b, d)
+      floats.append(static_cast<const char*>(rows.data_ptr()), static_cast<size_t>(rows.numel()) * sizeof(float));
+    }
+    header.push_back(entry);
+  }
+  std::string text = header.dump();
+  std::string message = std::to_string(text.size()) + "\n" + text + floats;
+  auto parts = gather_bytes(message);
+  if (!is_root()) return;
+  for (const auto& part : parts) {
+    size_t newline = part.find('\n');
+    size_t json_size = std::stoull(part.substr(0, newline));
+    auto blocks = nlohmann::json::parse(part.substr(newline + 1, json_size));
+    const char* cursor = part.data() + newline + 1 + json_size;
+    for (const auto& entry : blocks) {
+      const int64_t first = entry["first"].get<int64_t>();
+      for (const auto& condition : kGeneratedConditions) {
+        auto texts = entry["descriptions"][condition].get<std::vector<std::string>>();
+        auto flags = entry["failed"][condition].get<std::vector<uint8_t>>();
+        const int64_t b = static_cast<int64_t>(texts.size());
+        auto& all_texts = results.descriptions[condition];
+        auto failed = results.failed[condition].accessor<uint8_t, 2>();
+        for (int64_t i = 0; i < b; ++i) {
+          all_texts[static_cast<size_t>(layer_index * n + first + i)] = texts[static_cast<size_t>(i)];
+          failed[layer_index][first + i] = flags[static_cast<size_t>(i)];
+        }
+        auto target = results.reconstructions[condition][layer_index].narrow(0, first, b);  // (b, d)
+        std::memcpy(target.data_ptr(), cursor, static_cast<size_t>(b * d) * sizeof(float));
+        cursor += b * d * static_cast<int64_t>(sizeof(float));
+      }
+    }
+  }
+}
+
+// ---- metrics on rank 0 -----------------------------------------------------------------
+
+// recall@10 in blocks of samples: recall_at_k materialises (rows, P, d) candidates.
+at::Tensor chunked_recall(const at::Tensor& truth, const at::Tensor& prediction, const at::Tensor& distractors) {
+  const int64_t n = truth.size(0), per_sample = std::max<int64_t>(distractors.size(1), 1), d = truth.size(1);
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{256} << 20) / (per_sample * d * 8));  // ~256 MB of float64
+  std::vector<at::Tensor> parts;
+  for (int64_t first = 0; first < n; first += chunk) {
+    int64_t count = std::min(chunk, n - first);
+    parts.push_back(recall_at_k(truth.narrow(0, first, count), prediction.narrow(0, first, count), truth,
+                                distractors.narrow(0, first, count), 10));
+  }
+  return at::cat(parts);  // (n) float64
+}
+
+PcaData pca_of(const at::Tensor& truth, const at::Tensor& reconstruction) {
+  auto x = truth.to(at::kDouble);
+  auto mu = x.mean(0);                                               // (d)
+  auto centered = x - mu;                                            // (n, d)
+  auto svd = at::linalg_svd(centered, /*full_matrices=*/false);
+  auto singular = std::get<1>(svd);                                  // (min(n, d))
+  auto components = std::get<2>(svd).narrow(0, 0, 2).clone();      // (2, d)
+  // Sign convention: each component's largest entry positive (SVD signs are arbitrary).
+  for (int64_t c = 0; c < 2; ++c) {
+    auto row = components[c];
+    if (row[row.abs().argmax()].item<double>() < 0) row.mul_(-1);
+  }
+  PcaData pca;
+  pca.truth = at::matmul(centered, components.t()).to(at::kFloat);                                   // (n, 2)
+  pca.reconstruction = at::matmul(reconstruction.to(at::kDouble) - mu, components.t()).to(at::kFloat);  // (n, 2)
+  auto variance = singular.pow(2);
+  double total = variance.sum().item<double>();
+  for (int64_t c = 0; c < 2; ++c)
+    pca.explained_variance[c] = total > 0 && c < variance.size(0) ? variance[c].item<double>() / total : 0.0;
+  return pca;
+}
+
+// Fills results.metrics[*][*][layer_index] and the layer's derived data.
+void score_layer(SweepResults& results, int64_t layer_index, const at::Tensor& truth_f32, double var_nrm_value,
+                 const at::Tensor& distractors, uint64_t seed, bool with_pca) {
+  const int layer = results.layers[static_cast<size_t>(layer_index)];
+  const int64_t n = truth_f32.size(0);
+  auto truth = truth_f32.to(at::kDouble);                             // (n, d)
+  auto mean = truth.mean(0);                                          // (d)
+  auto av = results.reconstructions["av"][layer_index].to(at::kDouble);  // (n, d)
+  auto permutation = cyclic_permutation(n, layer, seed);
+  auto pi = at::tensor(permutation, at::kLong);                       // (n)
+  results.permutation[layer_index].copy_(pi);
+  results.means[layer_index].copy_(mean.to(at::kFloat));
+  results.var_nrm[layer_index].fill_(var_nrm_value);
+
+  // av_normed: the truth rescaled per sample to the anchor layer's median norm.
+  auto norms = truth.norm(2, {1}, /*keepdim=*/true);                  // (n, 1)
+  auto truth_normed = truth * (results.anchor_median_norm / at::where(norms > 0, norms, at::ones_like(norms)));
+  struct Scored {
+    const at::Tensor truth, mean, prediction;
+  };
+  std::map<std::string, Scored> conditions = {
+      {"av", {truth, mean, av}},
+      {"random", {truth, mean, results.reconstructions["random"][layer_index].to(at::kDouble)}},
+      {"shuffled", {truth, mean, av.index_select(0, pi)}},
+      {"mean", {truth, mean, mean.unsqueeze(0).expand({n, -1})}},
+      {"av_normed", {truth_normed, truth_normed.mean(0), av}},
+  };
+  for (const auto& [name, c] : conditions) {
+    auto m = sample_metrics(c.truth, c.prediction, c.mean);
+    auto& out = results.metrics[name];
+    out["cosine"][layer_index].copy_(m.cosine);
+    out["fve"][layer_index].copy_(m.fve);
+    out["nrmse"][layer_index].copy_(m.nrmse);
+    out["mse_nrm"][layer_index].copy_(m.mse_nrm);
+    out["fve_nrm"][layer_index].copy_(1.0 - m.mse_nrm / var_nrm_value);
+    out["recall10"][layer_index].copy_(chunked_recall(c.truth, c.prediction.contiguous(), distractors));
+  }
+  if (with_pca) results.pca[layer] = pca_of(truth, av);
+}
+
+// ---- HDF5 arrays and attributes ---------------------------------------------------------
+
+hid_t h5_type_of(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return H5T_NATIVE_FLOAT;
+    case at::kDouble: return H5T_NATIVE_DOUBLE;
+    case at::kLong: return H5T_NATIVE_INT64;
+    case at::kInt: return H5T_NATIVE_INT32;
+    case at::kByte: return H5T_NATIVE_UINT8;
+    default: NLA_THROW("no HDF5 type for ", type);
+  }
+}
+
+void write_array(hid_t file, const std::string& path, const at::Tensor& tensor) {
+  auto t = tensor.contiguous();
+  std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+  H5Handle space(NLA_CHECK_H5(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)));
+  H5Handle link(NLA_CHECK_H5(H5Pcreate(H5P_LINK_CREATE)));
+  NLA_CHECK_H5(H5Pset_create_intermediate_group(link, 1));
+  H5Handle dataset(NLA_CHECK_H5(
+      H5Dcreate2(file, path.c_str(), h5_type_of(t.scalar_type()), space, link, H5P_DEFAULT, H5P_DEFAULT)));
+  if (t.numel() > 0)
+    NLA_CHECK_H5(H5Dwrite(dataset, h5_type_of(t.scalar_type()), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()));
+}
+
+at::Tensor read_array(hid_t file, const std::string& path, at::ScalarType type, const std::string& source) {
+  NLA_CHECK_INPUT(store::link_exists(file, path), source, ": missing dataset ", path);
+  H5Handle dataset(NLA_CHECK_H5(H5Dopen2(file, path.c_str(), H5P_DEFAULT)));
+  H5Handle space(NLA_CHECK_H5(H5Dget_space(dataset)));
+  int rank = NLA_CHECK_H5(H5Sget_simple_extent_ndims(space));
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  NLA_CHECK_H5(H5Sget_simple_extent_dims(space, dims.data(), nullptr));
+  auto out = at::empty(std::vector<int64_t>(dims.begin(), dims.end()), type);
+  if (out.numel() > 0) NLA_CHECK_H5(H5Dread(dataset, h5_type_of(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data_ptr()));
+  return out;
+}
+
+template <typename T>
+void write_array_attribute(hid_t object, const std::string& name, const std::vector<T>& values, hid_t type) {
+  hsize_t size = values.size();
+  H5Handle space(NLA_CHECK_H5(H5Screate_simple(1, &size, nullptr)));
+  H5Handle attribute(NLA_CHECK_H5(H5Acreate2(object, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT)));
+  NLA_CHECK_H5(H5Awrite(attribute, type, values.data()));
+}
+
+template <typename T>
+std::vector<T> read_array_attribute(hid_t object, const std::string& name, hid_t type, const std::string& source) {
+  NLA_CHECK_INPUT(store::attribute_exists(object, name), source, ": missing attribute ", name);
+  H5Handle attribute(NLA_CHECK_H5(H5Aopen(object, name.c_str(), H5P_DEFAULT)));
+  H5Handle space(NLA_CHECK_H5(H5Aget_space(attribute)));
+  hssize_t count = NLA_CHECK_H5(H5Sget_simple_extent_npoints(space));
+  std::vector<T> values(static_cast<size_t>(count));
+  if (count > 0) NLA_CHECK_H5(H5Aread(attribute, type, values.data()));
+  return values;
+}
+
+// String attributes that a merge must find equal in every part (they define the run).
+const std::vector<std::string> kRunDefiningAttributes = {"av", "ar", "store", "var_nrm_source", "seed", "samples",
+                                                         "pool", "max_new_tokens", "temperature", "av_descriptions"};
+
+double median_of(std::vector<double> values) {
+  if (values.empty()) return std::nan("");
+  std::sort(values.begin(), values.end());
+  size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
+}
+
+}  // namespace
+
+// ---- the sweep -------------------------------------------------------------------------
+
+at::Tensor clc_matrix(const at::Tensor& reconstructions) {
+  auto r = reconstructions.to(at::kDouble);                     // (L, n, d)
+  auto norms = r.norm(2, {2}, /*keepdim=*/true);
+  auto unit = r / at::where(norms > 0, norms, at::ones_like(norms));
+  // (L, n, d) x (n, d, L) per sample -> mean over samples of the (L, L) cosines
+  return at::einsum("isd,jsd->ij", {unit, unit}) / static_cast<double>(r.size(1));  // (L, L)
+}
+
+void run_sweep(const SweepOptions& o, const std::string& created_by, const std::function<void()>& announce) {
+  // Inputs, validated on rank 0 (one line, exit 2 on every rank on failure).
+  std::vector<int> layers;
+  run_on_root(MPI_COMM_WORLD, [&] {
+    NLA_CHECK_INPUT(!o.av.empty() && !o.ar.empty() && !o.store.empty(),
+                    "options 'av', 'ar' and 'store': expected an AV checkpoint, an AR checkpoint and a store");
+    NLA_CHECK_INPUT(!o.out.empty(), "option 'out': expected a run directory");
+    NLA_CHECK_INPUT(o.samples >= 2, "option 'samples': expected >= 2, got ", o.samples);
+    NLA_CHECK_INPUT(o.batch > 0, "option 'batch': expected > 0, got ", o.batch);
+    NLA_CHECK_INPUT(o.pool >= 2, "option 'pool': expected >= 2, got ", o.pool);
+    NLA_CHECK_INPUT(o.max_new_tokens > 0, "option 'max-new-tokens': expected > 0, got ", o.max_new_tokens);
+    NLA_CHECK_INPUT(o.var_nrm_source == "auto" || o.var_nrm_source == "meta" || o.var_nrm_source == "layer",
+                    "option 'var-nrm-source': expected auto, meta or layer, got '", o.var_nrm_source, "'");
+    NLA_CHECK_INPUT(o.overwrite || !std::filesystem::exists(o.out + "/results.h5"), o.out,
+                    "/results.h5: exists already (option 'overwrite' replaces it)");
+    // Readable inputs, checked once here so that a bad one is one line, not one per rank.
+    store::ActivationStore probe(o.store);
+    auto ar_probe = autoencoder::NlaMeta::read(o.ar), av_probe = autoencoder::NlaMeta::read(o.av);
+    NLA_CHECK_INPUT(ar_probe.role == "ar", o.ar, "/nla_meta.yaml: key 'role': expected ar, got '", ar_probe.role, "'");
+    NLA_CHECK_INPUT(av_probe.role == "av", o.av, "/nla_meta.yaml: key 'role': expected av, got '", av_probe.role, "'");
+  });
+  store::ActivationStore acts(o.store);
+  autoencoder::NlaMeta ar_meta, av_meta;
+  model::LoadOptions load;
+  load.device = c10::Device(o.device);
+  auto ar = autoencoder::load_ar(o.ar, load, &ar_meta);
+  auto av = autoencoder::load_av(o.av, load, &av_meta);
+  const std::string tokenizer_source =
+      std::filesystem::exists(o.av + "/tokenizer.json") || o.model.empty() ? o.av : o.model;
+  auto tok = tokenizer::Tokenizer::from_file(tokenizer_source);
+  const int anchor = static_cast<int>(ar.layer());
+  const int64_t d = ar.d_model();
+  std::vector<int> pca_layers;
+  std::string var_nrm_source = o.var_nrm_source == "auto" ? (ar_meta.var_nrm ? "meta" : "layer") : o.var_nrm_source;
+  run_on_root(MPI_COMM_WORLD, [&] {
+    const std::vector<int>& stored = acts.layers();
+    layers = o.layers == "all" ? stored : extract::parse_layer_list(o.layers, av.config().num_hidden_layers, "layers");
+    for (int layer : layers)
+      NLA_CHECK_INPUT(acts.has_layer(layer), o.store, ": layer ", layer, " is not in the store (option 'layers')");
+    NLA_CHECK_INPUT(acts.has_layer(anchor), o.store, ": the AR's anchor layer ", anchor,
+                    " is not in the store (av_normed needs its median norm)");
+    NLA_CHECK_INPUT(acts.hidden_size() == d && av.config().hidden_size == d, o.store, ": hidden_size ",
+                    acts.hidden_size(), ", the AR's d_model ", d, ", the AV's ", av.config().hidden_size,
+                    ": expected all equal");
+    NLA_CHECK_INPUT(var_nrm_source != "meta" || ar_meta.var_nrm, o.ar,
+                    "/nla_meta.yaml: field 'extraction.var_nrm' absent (option 'var-nrm-source meta' needs it)");
+    NLA_CHECK_INPUT(o.av_descriptions.empty() || acts.has_descriptions(o.av_descriptions), o.store,
+                    ": /descriptions/", o.av_descriptions, " is absent (option 'av-descriptions')");
+    NLA_CHECK_INPUT(acts.n_samples() >= 2, o.store, ": expected at least 2 samples");
+    if (!o.pca_layers.empty()) {
+      auto requested = o.pca_layers == "all" ? layers
+                                             : extract::parse_layer_list(o.pca_layers, av.config().num_hidden_layers,
+                                                                         "pca-layers");
+      for (int layer : requested)
+        if (std::find(layers.begin(), layers.end(), layer) != layers.end()) pca_layers.push_back(layer);
+    }
+  });
+  // Rank 0 decided the layers; every rank needs them.
+  int64_t n_layers = static_cast<int64_t>(layers.size());
+  NLA_CHECK_MPI(MPI_Bcast(&n_layers, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
+  layers.resize(static_cast<size_t>(n_layers));
+  NLA_CHECK_MPI(MPI_Bcast(layers.data(), static_cast<int>(n_layers), MPI_INT, 0, MPI_COMM_WORLD));
+  if (announce) announce();
+
+  const int64_t n = std::min(o.samples, acts.n_samples());
+  const auto rows = choose_rows(acts.n_samples(), n, static_cast<uint64_t>(o.seed));
+  std::vector<std::string> oracle;
+  if (!o.av_descriptions.empty()) oracle = acts.read_descriptions(o.av_descriptions);
+
+  // This rank's tasks: (layer, block), task t on rank t % size.
+  const int64_t blocks_per_layer = (n + o.batch - 1) / o.batch;
+  const int rank = world_rank(), size = world_size();
+  int64_t my_samples = 0;
+  for (int64_t t = rank; t < n_layers * blocks_per_layer; t += size)
+    my_samples += std::min(o.batch, n - (t % blocks_per_layer) * o.batch);
+  log_info("eval: %lld layers x %lld samples, anchor layer %d, %d rank(s); conditions av, random (generated), "
+           "shuffled, av_normed (av's reconstructions reused), mean",
+           static_cast<long long>(n_layers), static_cast<long long>(n), anchor, size);
+
+  autoencoder::Verbalizer verbalizer(av, tok, av_meta.injection_scale ? av_meta.injection_scale : ar_meta.injection_scale,
+                                     av_meta.actor_template.empty() ? autoencoder::kActorTemplate : av_meta.actor_template);
+  std::vector<std::vector<BlockResult>> mine(static_cast<size_t>(n_layers));
+  {
+    at::NoGradGuard no_grad;
+    Progress progress("eval (rank 0's tasks)", my_samples, "samples");
+    for (int64_t t = rank; t < n_layers * blocks_per_layer; t += size) {
+      const int64_t layer_index = t / blocks_per_layer, first = (t % blocks_per_layer) * o.batch;
+      const int layer = layers[static_cast<size_t>(layer_index)];
+      const int64_t b = std::min(o.batch, n - first);
+      std::vector<int64_t> block_rows(rows.begin() + first, rows.begin() + first + b);
+      auto truth = at::from_blob(acts.read_rows(layer, block_rows).data(), {b, d}, at::kFloat).clone();  // (b, d)
+      BlockResult block;
+      block.first = first;
+      for (const auto& condition : kGeneratedConditions) {
+        std::vector<std::string> texts, descriptions;
+        std::vector<uint8_t> failed;
+        if (condition == "av" && !oracle.empty()) {
+          for (int64_t row : block_rows) {
+            const auto& text = oracle[static_cast<size_t>(row)];
+            texts.push_back(text);
+            descriptions.push_back(autoencoder::parse_answer(text));
+            failed.push_back(descriptions.back().empty());
+          }
+        } else {
+          autoencoder::VerbalizeOptions vo;
+          vo.max_new_tokens = o.max_new_tokens;
+          vo.temperature = o.temperature;
+          vo.top_p = o.top_p;
+          vo.batch = b;
+          vo.seed = mix(mix(static_cast<uint64_t>(o.seed), kVerbalizeStream + (condition == "random")),
+                        static_cast<uint64_t>(layer));
+          auto inputs = condition == "av" ? truth : gaussian_vectors(block_rows, layer, d, static_cast<uint64_t>(o.seed));
+          for (auto& v : verbalizer.verbalize(inputs, block_rows, vo)) {
+            // A failed answer is still what the AV wrote: the AR reads the raw text.
+            texts.push_back(v.failed ? v.text : v.description);
+            descriptions.push_back(v.failed ? v.text : v.description);
+            failed.push_back(v.failed);
+          }
+        }
+        block.reconstructions[condition] = ar.forward(ar.make_batch(tok, texts, o.max_tokens)).cpu().to(at::kFloat);
+        block.descriptions[condition] = std::move(descriptions);
+        block.failed[condition] = std::move(failed);
+        progress.advance(condition == "av" ? 0 : b);
+      }
+      mine[static_cast<size_t>(layer_index)].push_back(std::move(block));
+    }
+    progress.finish();
+  }
+
+  // Gather to rank 0, then score there.
+  SweepResults results;
+  results.layers = layers;
+  results.anchor_layer = anchor;
+  results.rows = rows;
+  if (is_root()) {
+    for (const auto& condition : kGeneratedConditions) {
+      results.reconstructions[condition] = at::zeros({n_layers, n, d}, at::kFloat);
+      results.descriptions[condition].assign(static_cast<size_t>(n_layers * n), "");
+      results.failed[condition] = at::zeros({n_layers, n}, at::kByte);
+    }
+  }
+  for (int64_t li = 0; li < n_layers; ++li) gather_layer(mine[static_cast<size_t>(li)], n, d, results, li);
+  mine.clear();
+
+  run_on_root(MPI_COMM_WORLD, [&] {
+    for (int64_t row : rows) {
+      results.documents.push_back(acts.sample_document(row));
+      results.positions.push_back(acts.sample_position(row));
+    }
+    for (const auto& condition : kConditions)
+      for (const auto& metric : kMetrics)
+        results.metrics[condition][metric] = at::full({n_layers, n}, std::nan(""), at::kDouble);
+    results.permutation = at::zeros({n_layers, n}, at::kLong);
+    results.means = at::zeros({n_layers, d}, at::kFloat);
+    results.var_nrm = at::zeros({n_layers}, at::kDouble);
+    results.var_nrm_source = var_nrm_source;
+    auto anchor_truth = at::from_blob(acts.read_rows(anchor, rows).data(), {n, d}, at::kFloat).to(at::kDouble);
+    results.anchor_median_norm = median_of([&] {
+      auto norms = anchor_truth.norm(2, {1}).contiguous();
+      return std::vector<double>(norms.data_ptr<double>(), norms.data_ptr<double>() + n);
+    }());
+    results.recall_pool = std::min(o.pool, n);
+    // The same distractor draw at every layer and condition (indices into the layer's rows).
+    auto distractors = draw_distractors(0, n, n, results.recall_pool - 1, static_cast<uint64_t>(o.seed));  // (n, P)
+    for (int64_t li = 0; li < n_layers; ++li) {
+      const int layer = layers[static_cast<size_t>(li)];
+      auto truth = at::from_blob(acts.read_rows(layer, rows).data(), {n, d}, at::kFloat).clone();  // (n, d)
+      double var_nrm_value = var_nrm_source == "meta" ? *ar_meta.var_nrm : var_nrm(truth);
+      bool with_pca = std::find(pca_layers.begin(), pca_layers.end(), layer) != pca_layers.end();
+      score_layer(results, li, truth, var_nrm_value, distractors, static_cast<uint64_t>(o.seed), with_pca);
+    }
+    results.clc = clc_matrix(results.reconstructions["av"]);
+    results.attributes = {{"created_by", created_by},
+                          {"av", o.av},
+                          {"ar", o.ar},
+                          {"model", o.model},
+                          {"store", o.store},
+                          {"var_nrm_source", var_nrm_source},
+                          {"seed", std::to_string(o.seed)},
+                          {"samples", std::to_string(o.samples)},
+                          {"pool", std::to_string(o.pool)},
+                          {"max_new_tokens", std::to_string(o.max_new_tokens)},
+                          {"temperature", std::to_string(o.temperature)},
+                          {"av_descriptions", o.av_descriptions}};
+    std::filesystem::create_directories(o.out);
+    write_summary_csv(results, o.out + "/summary.csv");
+    write_results(results, o.out + "/results.h5");  // last: its presence marks a complete run
+    log_info("eval: wrote %s/results.h5 and summary.csv", o.out.c_str());
+  });
+}
+
+// ---- results.h5 ------------------------------------------------------------------------
+
+void write_results(const SweepResults& r, const std::string& path) {
+  store::silence_hdf5_errors();
+  const std::string temp = path + ".tmp." + std::to_string(getpid());
+  {
+    H5Handle file(NLA_CHECK_H5(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
+    store::write_attribute(file, "format", std::string(kEvalFormat));
+    store::write_attribute(file, "version", int64_t{1});
+    store::write_attribute(file, "anchor_layer", int64_t{r.anchor_layer});
+    store::write_attribute(file, "recall_pool", r.recall_pool);
+    std::vector<int64_t> layers(r.layers.begin(), r.layers.end());
+    write_array_attribute(file, "layers", layers, H5T_NATIVE_INT64);
+    write_array_attribute(file, "anchor_median_norm", std::vector<double>{r.anchor_median_norm}, H5T_NATIVE_DOUBLE);
+    for (const auto& [name, value] : r.attributes) store::write_attribute(file, name, value);
+    write_array(file, "samples/row", at::tensor(r.rows, at::kLong));
+    write_array(file, "samples/doc", at::tensor(r.documents, at::kLong));
+    write_array(file, "samples/position", at::tensor(std::vector<int32_t>(r.positions), at::kInt));
+    for (const auto& [condition, metrics] : r.metrics)
+      for (const auto& [metric, values] : metrics) write_array(file, "metrics/" + condition + "/" + metric, values);
+    for (const auto& [condition, values] : r.reconstructions) write_array(file, "reconstructions/" + condition, values);
+    for (const auto& [condition, values] : r.failed) write_array(file, "failed/" + condition, values);
+    for (const auto& [condition, texts] : r.descriptions)
+      for (size_t li = 0; li < r.layers.size(); ++li) {
+        const size_t n = r.rows.size();
+        std::vector<std::string> layer_texts(texts.begin() + static_cast<int64_t>(li * n),
+                                             texts.begin() + static_cast<int64_t>((li + 1) * n));
+        store::write_string_dataset(file, "descriptions/" + condition + "/" + std::to_string(r.layers[li]), layer_texts);
+      }
+    write_array(file, "shuffled/permutation", r.permutation);
+    write_array(file, "means", r.means);
+    write_array(file, "var_nrm", r.var_nrm);
+    write_array(file, "clc", r.clc);
+    for (const auto& [layer, pca] : r.pca) {
+      const std::string group = "pca/" + std::to_string(layer);
+      write_array(file, group + "/truth", pca.truth);
+      write_array(file, group + "/reconstruction", pca.reconstruction);
+      H5Handle handle(NLA_CHECK_H5(H5Gopen2(file, group.c_str(), H5P_DEFAULT)));
+      write_array_attribute(handle, "explained_variance",
+                            std::vector<double>{pca.explained_variance[0], pca.explained_variance[1]}, H5T_NATIVE_DOUBLE);
+    }
+    NLA_CHECK_H5(H5Fclose(file.release()));
+  }
+  std::filesystem::rename(temp, path);
+}
+
+SweepResults read_results(const std::string& path) {
+  store::silence_hdf5_errors();
+  NLA_CHECK_INPUT(std::filesystem::exists(path), path, ": cannot be read (expected an nla eval results.h5)");
+  H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  NLA_CHECK_INPUT(file.valid(), path, ": not an HDF5 file");
+  NLA_CHECK_INPUT(store::attribute_exists(file, "format") && store::read_string_attribute(file, "format") == kEvalFormat,
+                  path, ": attribute 'format': expected \"", kEvalFormat, "\"");
+  SweepResults r;
+  r.anchor_layer = static_cast<int>(store::read_int_attribute(file, "anchor_layer"));
+  r.recall_pool = store::read_int_attribute(file, "recall_pool");
+  for (int64_t layer : read_array_attribute<int64_t>(file, "layers", H5T_NATIVE_INT64, path))
+    r.layers.push_back(static_cast<int>(layer));
+  r.anchor_median_norm = read_array_attribute<double>(file, "anchor_median_norm", H5T_NATIVE_DOUBLE, path).at(0);
+  for (const auto& name : kRunDefiningAttributes)
+    r.attributes[name] = store::attribute_exists(file, name) ? store::read_string_attribute(file, name) : "";
+  for (const char* name : {"created_by", "model"})
+    if (store::attribute_exists(file, name)) r.attributes[name] = store::read_string_attribute(file, name);
+  r.var_nrm_source = r.attributes["var_nrm_source"];
+  auto to_vector = [](const at::Tensor& t, auto type_tag) {
+    using T = decltype(type_tag);
+    return std::vector<T>(t.data_ptr<T>(), t.data_ptr<T>() + t.numel());
+  };
+  r.rows = to_vector(read_array(file, "samples/row", at::kLong, path), int64_t{});
+  r.documents = to_vector(read_array(file, "samples/doc", at::kLong, path), int64_t{});
+  r.positions = to_vector(read_array(file, "samples/position", at::kInt, path), int32_t{});
+  for (const auto& condition : kConditions)
+    for (const auto& metric : kMetrics)
+      r.metrics[condition][metric] = read_array(file, "metrics/" + condition + "/" + metric, at::kDouble, path);
+  for (const auto& condition : kGeneratedConditions) {
+    r.reconstructions[condition] = read_array(file, "reconstructions/" + condition, at::kFloat, path);
+    r.failed[condition] = read_array(file, "failed/" + condition, at::kByte, path);
+    auto& texts = r.descriptions[condition];
+    for (int layer : r.layers) {
+      auto layer_texts = store::read_string_dataset(file, "descriptions/" + condition + "/" + std::to_string(layer));
+      texts.insert(texts.end(), layer_texts.begin(), layer_texts.end());
+    }
+  }
+  r.permutation = read_array(file, "shuffled/permutation", at::kLong, path);
+  r.means = read_array(file, "means", at::kFloat, path);
+  r.var_nrm = read_array(file, "var_nrm", at::kDouble, path);
+  r.clc = read_array(file, "clc", at::kDouble, path);
+  for (int layer : r.layers) {
+    const std::string group = "pca/" + std::to_string(layer);
+    if (!store::link_exists(file, group)) continue;
+    PcaData pca;
+    pca.truth = read_array(file, group + "/truth", at::kFloat, path);
+    pca.reconstruction = read_array(file, group + "/reconstruction", at::kFloat, path);
+    H5Handle handle(NLA_CHECK_H5(H5Gopen2(file, group.c_str(), H5P_DEFAULT)));
+    auto variance = read_array_attribute<double>(handle, "explained_variance", H5T_NATIVE_DOUBLE, path);
+    pca.explained_variance[0] = variance.at(0);
+    pca.explained_variance[1] = variance.at(1);
+    r.pca[layer] = pca;
+  }
+  return r;
+}
+
+void write_summary_csv(const SweepResults& r, const std::string& path) {
+  AtomicFile file(path);
+  auto& out = file.stream();
+  out << "layer,condition,metric,mean,median,std,n\n";
+  auto row = [&](int layer, const std::string& condition, const std::string& metric, const at::Tensor& values) {
+    auto v = values.to(at::kDouble).contiguous();
+    std::vector<double> kept;
+    for (int64_t i = 0; i < v.numel(); ++i)
+      if (!std::isnan(v.data_ptr<double>()[i])) kept.push_back(v.data_ptr<double>()[i]);
+    double mean = kept.empty() ? std::nan("") : std::accumulate(kept.begin(), kept.end(), 0.0) / kept.size();
+    double variance = 0;
+    for (double x : kept) variance += (x - mean) * (x - mean);
+    double std_dev = kept.empty() ? std::nan("") : std::sqrt(variance / kept.size());  // population (numpy's ddof=0)
+    char line[256];
+    std::snprintf(line, sizeof line, "%d,%s,%s,%.10g,%.10g,%.10g,%zu\n", layer, condition.c_str(), metric.c_str(), mean,
+                  median_of(kept), std_dev, kept.size());
+    out << line;
+  };
+  for (size_t li = 0; li < r.layers.size(); ++li) {
+    for (const auto& condition : kConditions)
+      for (const auto& metric : kMetrics) row(r.layers[li], condition, metric, r.metrics.at(condition).at(metric)[li]);
+    for (const auto& condition : kGeneratedConditions) row(r.layers[li], condition, "failed", r.failed.at(condition)[li]);
+  }
+  file.commit();
+}
+
+SweepResults merge_results(const std::vector<SweepResults>& parts) {
+  NLA_CHECK_INPUT(!parts.empty(), "eval-merge: expected at least one part");
+  const auto& first = parts.front();
+  std::set<int> seen;
+  for (const auto& part : parts) {
+    NLA_CHECK_INPUT(part.rows == first.rows && part.anchor_layer == first.anchor_layer &&
+                        part.anchor_median_norm == first.anchor_median_norm && part.recall_pool == first.recall_pool,
+                    "eval-merge: parts differ in their samples, anchor layer or recall pool (expected one sweep split "
+                    "by layers)");
+    for (const auto& name : kRunDefiningAttributes)
+      NLA_CHECK_INPUT(part.attributes.at(name) == first.attributes.at(name), "eval-merge: attribute '", name,
+                      "' differs between parts ('", part.attributes.at(name), "' vs '", first.attributes.at(name), "')");
+    for (int layer : part.layers)
+      NLA_CHECK_INPUT(seen.insert(layer).second, "eval-merge: layer ", layer, " is in more than one part");
+  }
+  // Parts in layer order, layers ascending inside each (a single run's order).
+  std::vector<const SweepResults*> order;
+  for (const auto& part : parts) order.push_back(&part);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->layers.front() < b->layers.front(); });
+  SweepResults merged;
+  merged.anchor_layer = first.anchor_layer;
+  merged.rows = first.rows;
+  merged.documents = first.documents;
+  merged.positions = first.positions;
+  merged.anchor_median_norm = first.anchor_median_norm;
+  merged.recall_pool = first.recall_pool;
+  merged.var_nrm_source = first.var_nrm_source;
+  merged.attributes = first.attributes;
+  auto cat = [&](auto get) {
+    std::vector<at::Tensor> pieces;
+    for (auto* part : order) pieces.push_back(get(*part));
+    return at::cat(pieces, 0);
+  };
+  for (auto* part : order) {
+    merged.layers.insert(merged.layers.end(), part->layers.begin(), part->layers.end());
+    for (const auto& [layer, pca] : part->pca) merged.pca[layer] = pca;
+    for (const auto& condition : kGeneratedConditions) {
+      const auto& texts = part->descriptions.at(condition);
+      merged.descriptions[condition].insert(merged.descriptions[condition].end(), texts.begin(), texts.end());
+    }
+  }
+  NLA_CHECK_INPUT(std::is_sorted(merged.layers.begin(), merged.layers.end()),
+                  "eval-merge: parts interleave their layers (expected contiguous layer blocks)");
+  for (const auto& condition : kConditions)
+    for (const auto& metric : kMetrics)
+      merged.metrics[condition][metric] = cat([&](const SweepResults& p) { return p.metrics.at(condition).at(metric); });
+  for (const auto& condition : kGeneratedConditions) {
+    merged.reconstructions[condition] = cat([&](const SweepResults& p) { return p.reconstructions.at(condition); });
+    merged.failed[condition] = cat([&](const SweepResults& p) { return p.failed.at(condition); });
+  }
+  merged.permutation = cat([](const SweepResults& p) { return p.permutation; });
+  merged.means = cat([](const SweepResults& p) { return p.means; });
+  merged.var_nrm = cat([](const SweepResults& p) { return p.var_nrm; });
+  merged.clc = clc_matrix(merged.reconstructions.at("av"));
+  return merged;
+}
+
+}  // namespace nla::eval

@@ -1,0 +1,657 @@
+// nla grpo: RL of the AV against a live AR (see grpo.hpp for the walk-through).
+#include "nla/grpo/grpo.hpp"
+
+#include <ATen/ATen.h>
+#include <mpi.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+
+#include "nla/core/atomic_file.hpp"
+#include "nla/core/error.hpp"
+#include "nla/core/log.hpp"
+#include "nla/core/world.hpp"
+#include "nla/grpo/loss.hpp"          // defines: group_advantages, grpo_loss_sums
+#include "nla/grpo/roles.hpp"         // defines: make_role_layout, make_role_groups, my_chunks, my_block
+#include "nla/grpo/weight_sync.hpp"   // defines: WeightStream
+#include "nla/nla/checkpoint.hpp"
+#include "nla/nla/losses.hpp"
+#include "nla/nla/verbalizer.hpp"
+#include "nla/store/activation_store.hpp"
+#include "nla/train/sharded_nla.hpp"  // defines: ShardedVerbalizer, ShardedReconstructor, make_av_batch
+#include "nla/train/trainer_state.hpp"
+
+namespace nla::grpo {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr double kFailedReward = -2.0;  // DESIGN: a sample that does not close its tag
+constexpr int64_t kMaxNewTokens = 150;  // DESIGN: rollouts cap the answer at 150 tokens
+constexpr int64_t kArPadId = 151643;    // <|endoftext|>, masked out (as Reconstructor::make_batch)
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+uint64_t mix(uint64_t a, uint64_t b) { return splitmix64(a ^ splitmix64(b)); }
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// The N distinct store rows of step `step`: a function of (seed, step) only.
+std::vector<int64_t> step_rows(int64_t n_rows, int64_t count, int64_t seed, int64_t step) {
+  std::mt19937_64 rng(mix(static_cast<uint64_t>(seed), static_cast<uint64_t>(step) + 1));
+  std::vector<int64_t> pool(static_cast<size_t>(n_rows));
+  for (int64_t i = 0; i < n_rows; ++i) pool[static_cast<size_t>(i)] = i;
+  for (int64_t i = 0; i < count; ++i) {  // partial Fisher-Yates; modulo keeps it portable
+    const int64_t j = i + static_cast<int64_t>(rng() % static_cast<uint64_t>(n_rows - i));
+    std::swap(pool[static_cast<size_t>(i)], pool[static_cast<size_t>(j)]);
+  }
+  pool.resize(static_cast<size_t>(count));
+  return pool;
+}
+
+// Rows of a store layer as (n, d) fp32.
+at::Tensor read_acts(const store::ActivationStore& acts, int layer, const std::vector<int64_t>& rows) {
+  auto values = acts.read_rows(layer, rows);
+  return at::from_blob(values.data(), {static_cast<int64_t>(rows.size()), acts.hidden_size()}, at::kFloat).clone();
+}
+
+// Every rank's text, in rank order, on every rank of comm.
+std::vector<std::string> all_gather_text(MPI_Comm comm, const std::string& mine) {
+  int size = 1;
+  NLA_CHECK_MPI(MPI_Comm_size(comm, &size));
+  NLA_CHECK(mine.size() < static_cast<size_t>(INT32_MAX), "grpo: a rank's records exceed 2 GiB");
+  int length = static_cast<int>(mine.size());
+  std::vector<int> lengths(static_cast<size_t>(size)), offsets(static_cast<size_t>(size));
+  NLA_CHECK_MPI(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm));
+  int64_t total = 0;
+  for (int r = 0; r < size; ++r) {
+    offsets[static_cast<size_t>(r)] = static_cast<int>(total);
+    total += lengths[static_cast<size_t>(r)];
+  }
+  NLA_CHECK(total < INT32_MAX, "grpo: the gathered records exceed 2 GiB");
+  std::string all(static_cast<size_t>(total), '\0');
+  NLA_CHECK_MPI(MPI_Allgatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR,
+                               comm));
+  std::vector<std::string> out;
+  for (int r = 0; r < size; ++r)
+    out.push_back(all.substr(static_cast<size_t>(offsets[static_cast<size_t>(r)]),
+                             static_cast<size_t>(lengths[static_cast<size_t>(r)])));
+  return out;
+}
+
+std::string broadcast_text(const dist::Communicator& comm, std::string text) {
+  at::Tensor length = at::full({1}, static_cast<int64_t>(text.size()), at::kLong);
+  comm.broadcast(length, 0);
+  text.resize(static_cast<size_t>(length.item<int64_t>()));
+  if (!text.empty()) {
+    at::Tensor bytes = at::from_blob(text.data(), {static_cast<int64_t>(text.size())}, at::kByte);
+    comm.broadcast(bytes, 0);
+  }
+  return text;
+}
+
+// The AR input batch (as Reconstructor::make_batch, which needs the plain model; trainers
+// in split layout hold only the sharded one).
+autoencoder::ArBatch make_ar_batch(const tokenizer::Tokenizer& tokenizer, const std::vector<std::string>& descriptions,
+                                   const std::string& critic_template, int64_t max_tokens, c10::Device device) {
+  std::vector<std::vector<tokenizer::TokenId>> sequences;
+  int64_t longest = 1;
+  for (const auto& description : descriptions) {
+    auto ids = autoencoder::ar_input_ids(tokenizer, description, critic_template);
+    if (max_tokens > 0 && static_cast<int64_t>(ids.size()) > max_tokens) ids.erase(ids.begin(), ids.end() - max_tokens);
+    longest = std::max(longest, static_cast<int64_t>(ids.size()));
+    sequences.push_back(std::move(ids));
+  }
+  const auto b = static_cast<int64_t>(sequences.size());
+  autoencoder::ArBatch batch;
+  batch.input_ids = at::full({b, longest}, kArPadId, at::kLong);  // (B, T)
+  batch.attention_mask = at::zeros({b, longest}, at::kLong);       // (B, T)
+  batch.last_index = at::zeros({b}, at::kLong);                    // (B)
+  auto ids = batch.input_ids.accessor<int64_t, 2>();
+  auto mask = batch.attention_mask.accessor<int64_t, 2>();
+  auto last = batch.last_index.accessor<int64_t, 1>();
+  for (int64_t r = 0; r < b; ++r) {
+    const auto& s = sequences[static_cast<size_t>(r)];
+    for (size_t t = 0; t < s.size(); ++t) {
+      ids[r][static_cast<int64_t>(t)] = s[t];
+      mask[r][static_cast<int64_t>(t)] = 1;
+    }
+    last[r] = static_cast<int64_t>(s.size()) - 1;
+  }
+  batch.input_ids = batch.input_ids.to(device);
+  batch.attention_mask = batch.attention_mask.to(device);
+  batch.last_index = batch.last_index.to(device);
+  return batch;
+}
+
+// One rollout: sample j of activation i of the step.
+struct Sample {
+  int64_t row = -1;
+  std::vector<int64_t> tokens;
+  std::string description;
+  bool failed = true;
+  double mse_nrm = NAN;   // failed: NaN
+  double reward = kFailedReward;
+};
+
+// A (description, activation row) pair the AR trains on.
+struct ArPair {
+  int64_t row = 0;
+  std::string description;
+};
+
+nlohmann::json pairs_to_json(const std::vector<ArPair>& pairs) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& pair : pairs) out.push_back({pair.row, pair.description});
+  return out;
+}
+std::vector<ArPair> pairs_from_json(const nlohmann::json& json) {
+  std::vector<ArPair> pairs;
+  for (const auto& item : json) pairs.push_back({item.at(0).get<int64_t>(), item.at(1).get<std::string>()});
+  return pairs;
+}
+
+// What must not change across a resume (the data order and the models depend on it).
+nlohmann::json run_fingerprint(const GrpoOptions& o, int layer) {
+  return {{"store", fs::absolute(o.store).lexically_normal().string()},
+          {"av", fs::absolute(o.av).lexically_normal().string()},
+          {"ar", fs::absolute(o.ar).lexically_normal().string()},
+          {"layer", layer},
+          {"seed", o.seed},
+          {"activations_per_step", o.activations_per_step},
+          {"samples_per_activation", o.samples_per_activation}};
+}
+
+// metrics.jsonl keeps the records of steps <= `step` (those after it are redone on resume).
+void truncate_metrics(const std::string& path, int64_t step) {
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      auto record = nlohmann::json::parse(line);
+      if (record.value("step", int64_t{0}) <= step) kept += line + "\n";
+    } catch (const std::exception&) {
+      // A line cut by a kill: dropped (its step is redone).
+    }
+  }
+  write_file_atomic(path, kept);
+}
+
+void replace_directory(const fs::path& from, const fs::path& to) {
+  const fs::path old = to.string() + ".old";
+  fs::remove_all(old);
+  if (fs::exists(to)) fs::rename(to, old);
+  fs::rename(from, to);
+  fs::remove_all(old);
+}
+
+struct Inputs {
+  int layer = -1;
+  autoencoder::NlaMeta av_meta, ar_meta;
+  int64_t n_rows = 0;
+  double var_nrm = 0;
+};
+
+// Validates options and inputs (on rank 0; InputError reaches every rank through run_on_root).
+Inputs validate(const GrpoOptions& o, const RoleLayout& layout) {
+  NLA_CHECK_INPUT(!o.store.empty(), "option 'store': expected an activation store (nla extract)");
+  NLA_CHECK_INPUT(!o.av.empty(), "option 'av': expected an SFT AV checkpoint directory");
+  NLA_CHECK_INPUT(!o.ar.empty(), "option 'ar': expected an AR checkpoint directory (nla train-ar)");
+  NLA_CHECK_INPUT(!o.out.empty(), "option 'out': expected a run directory");
+  NLA_CHECK_INPUT(o.steps >= 1, "option 'steps': expected >= 1, got ", o.steps);
+  NLA_CHECK_INPUT(o.activations_per_step >= 1, "option 'activations-per-step': expected >= 1");
+  NLA_CHECK_INPUT(o.samples_per_activation >= 2,
+                  "option 'samples-per-activation': expected >= 2 (group-relative advantages), got ",
+                  o.samples_per_activation);
+  NLA_CHECK_INPUT(o.max_new_tokens >= 1 && o.max_new_tokens <= kMaxNewTokens,
+                  "option 'max-new-tokens': expected 1..150 (DESIGN: rollouts cap the answer at 150), got ",
+                  o.max_new_tokens);
+  NLA_CHECK_INPUT(o.temperature > 0, "option 'temperature': expected > 0 (GRPO samples), got ", o.temperature);
+  NLA_CHECK_INPUT(o.top_p > 0 && o.top_p <= 1, "option 'top-p': expected in (0, 1], got ", o.top_p);
+  NLA_CHECK_INPUT(o.rollout_batch >= 1 && o.score_batch >= 1 && o.train_batch >= 1 && o.ar_batch >= 1,
+                  "options 'rollout-batch', 'score-batch', 'train-batch', 'ar-batch': expected >= 1");
+  NLA_CHECK_INPUT(o.lr > 0 && o.ar_lr >= 0, "options 'lr' (> 0), 'ar-lr' (>= 0): got ", o.lr, ", ", o.ar_lr);
+  NLA_CHECK_INPUT(o.clip_eps > 0 && o.clip_eps < 1, "option 'clip-eps': expected in (0, 1), got ", o.clip_eps);
+  NLA_CHECK_INPUT(o.kl_coef >= 0, "option 'kl-coef': expected >= 0, got ", o.kl_coef);
+  NLA_CHECK_INPUT(o.ppo_epochs >= 1, "option 'ppo-epochs': expected >= 1");
+  NLA_CHECK_INPUT(o.ar_refresh_every >= 0 && o.ar_refresh_steps >= 1,
+                  "options 'ar-refresh-every' (>= 0), 'ar-refresh-steps' (>= 1)");
+  NLA_CHECK_INPUT(o.checkpoint_every >= 0, "option 'checkpoint-every': expected >= 0");
+  NLA_CHECK_INPUT(o.sync_bucket_mb >= 1, "option 'sync-bucket-mb': expected >= 1");
+  const int64_t samples = o.activations_per_step * o.samples_per_activation;
+  const int trainers = layout.size(Role::trainer);
+  NLA_CHECK_INPUT(samples >= trainers, "activations-per-step x samples-per-activation = ", o.activations_per_step,
+                  " x ", o.samples_per_activation, " = ", samples, " samples per step, fewer than the ", trainers,
+                  " trainer ranks; expected at least one sample per trainer rank");
+  NLA_CHECK_INPUT(o.ar_refresh_every == 0 || o.ar_batch >= trainers, "option 'ar-batch': ", o.ar_batch,
+                  " pairs cannot feed ", trainers, " trainer ranks; expected >= ", trainers);
+
+  Inputs in;
+  store::ActivationStore acts(o.store);
+  in.av_meta = autoencoder::NlaMeta::read(o.av);
+  in.ar_meta = autoencoder::NlaMeta::read(o.ar);
+  in.layer = autoencoder::av_store_layer(in.av_meta, o.av, acts, static_cast<int>(o.layer));
+  NLA_CHECK_INPUT(in.ar_meta.role == "ar", o.ar, "/nla_meta.yaml: key 'role': expected ar, got '", in.ar_meta.role, "'");
+  NLA_CHECK_INPUT(in.ar_meta.d_model == in.av_meta.d_model, o.ar, "/nla_meta.yaml: d_model ", in.ar_meta.d_model,
+                  " differs from the AV's ", in.av_meta.d_model);
+  NLA_CHECK_INPUT(in.ar_meta.extraction_layer_index < 0 || in.ar_meta.extraction_layer_index == in.layer, o.ar,
+                  "/nla_meta.yaml: critic.extraction_layer_index ", in.ar_meta.extraction_layer_index,
+                  " differs from the layer trained on (", in.layer, ")");
+  in.n_rows = acts.n_samples();
+  NLA_CHECK_INPUT(o.activations_per_step <= in.n_rows, o.store, ": ", in.n_rows,
+                  " samples, fewer than option 'activations-per-step' ", o.activations_per_step);
+  if (in.ar_meta.var_nrm) {
+    in.var_nrm = *in.ar_meta.var_nrm;
+  } else {  // the authors' checkpoints lack it: measure it on (at most 8192 of) the store's rows
+    auto rows = step_rows(in.n_rows, std::min<int64_t>(in.n_rows, 8192), o.seed, -1);
+    in.var_nrm = autoencoder::var_nrm(read_acts(acts, in.layer, rows));
+  }
+  NLA_CHECK_INPUT(in.var_nrm > 0, o.ar, ": var_nrm ", in.var_nrm, "; expected > 0");
+  return in;
+}
+
+}  // namespace
+
+void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
+  // ---- roles and inputs -----------------------------------------------------------------
+  auto world = dist::Communicator::world();
+  const int rank = world.rank();
+  RoleLayout layout;
+  Inputs in;
+  nlohmann::json resume_json;
+  run_on_root(MPI_COMM_WORLD, [&] {
+    layout = make_role_layout(o.layout, world.size(), o.trainer_ranks, o.rollout_ranks, o.reward_ranks);
+    in = validate(o, layout);
+    fs::create_directories(o.out);
+  });
+  // Every rank repeats the (cheap, already validated) parsing instead of receiving it.
+  layout = make_role_layout(o.layout, world.size(), o.trainer_ranks, o.rollout_ranks, o.reward_ranks);
+  if (rank != 0) {
+    in.av_meta = autoencoder::NlaMeta::read(o.av);
+    in.ar_meta = autoencoder::NlaMeta::read(o.ar);
+  }
+  {
+    at::Tensor numbers = at::tensor({static_cast<double>(in.layer), static_cast<double>(in.n_rows), in.var_nrm}, at::kDouble);
+    world.broadcast(numbers, 0);
+    in.layer = static_cast<int>(numbers[0].item<double>());
+    in.n_rows = static_cast<int64_t>(numbers[1].item<double>());
+    in.var_nrm = numbers[2].item<double>();
+  }
+  const bool is_trainer = layout.has(rank, Role::trainer);
+  const bool is_rollout = layout.has(rank, Role::rollout);
+  const bool is_reward = layout.has(rank, Role::reward);
+  auto groups = make_role_groups(layout, world);
+  const int64_t n = o.activations_per_step, k = o.samples_per_activation, samples = n * k;
+  const int64_t bucket_bytes = o.sync_bucket_mb << 20;
+  const std::string tokenizer_dir = o.tokenizer.empty() ? o.av : o.tokenizer;
+  const c10::Device device(o.device);
+  model::LoadOptions load;
+  load.device = device;
+  store::ActivationStore acts(o.store);
+  auto tokenizer = tokenizer::Tokenizer::from_file(tokenizer_dir);
+  const auto prompt = autoencoder::av_prompt(tokenizer, in.av_meta.actor_template);
+  const double injection_scale = in.av_meta.injection_scale;
+  log_info("grpo: %s | %lld steps x %lld activations x %lld samples | layer %d | var_nrm %.4f",
+           layout.describe().c_str(), static_cast<long long>(o.steps), static_cast<long long>(n),
+           static_cast<long long>(k), in.layer, in.var_nrm);
+
+  // ---- models: trainers hold the sharded AV, its frozen SFT reference and the AR ---------
+  std::unique_ptr<train::ShardedVerbalizer> policy, reference;
+  std::unique_ptr<train::ShardedReconstructor> critic;
+  std::unique_ptr<dist::ShardedAdamW> av_optimizer, ar_optimizer;
+  if (is_trainer) {
+    policy = std::make_unique<train::ShardedVerbalizer>(autoencoder::load_av(o.av, load), groups.trainer);
+    reference = std::make_unique<train::ShardedVerbalizer>(autoencoder::load_av(o.av, load), groups.trainer);
+    critic = std::make_unique<train::ShardedReconstructor>(autoencoder::load_ar(o.ar, load), groups.trainer);
+    dist::AdamWOptions av_adam;
+    av_adam.lr = o.lr;
+    av_adam.weight_decay = o.weight_decay;
+    av_optimizer = std::make_unique<dist::ShardedAdamW>(policy->sharded(), av_adam);
+    dist::AdamWOptions ar_adam;
+    ar_adam.lr = std::max(o.ar_lr, 1e-12);
+    ar_adam.weight_decay = o.weight_decay;
+    ar_optimizer = std::make_unique<dist::ShardedAdamW>(critic->sharded(), ar_adam);
+  }
+  const train::NamedOptimizers optimizers = {{"av", av_optimizer.get()}, {"ar", ar_optimizer.get()}};
+
+  // ---- resume: trainer_state/ restores the shards; rank 0 tells every rank where it is ---
+  int64_t start_step = 0;
+  std::vector<ArPair> ar_buffer;  // the freshest successful pairs since the last AR refresh
+  const auto fingerprint = run_fingerprint(o, in.layer);
+  {
+    std::string state_text;
+    if (is_trainer) {
+      auto state = train::load_trainer_state(o.out, optimizers, groups.trainer);
+      if (state) state_text = nlohmann::json{{"step", state->step}, {"extra", state->extra}}.dump();
+    }
+    state_text = broadcast_text(world, state_text);
+    run_on_root(MPI_COMM_WORLD, [&] {
+      if (state_text.empty()) return;
+      auto saved = nlohmann::json::parse(state_text).at("extra").value("run", nlohmann::json::object());
+      NLA_CHECK_INPUT(saved == fingerprint, o.out, "/trainer_state: written by a run with ", saved.dump(),
+                      "; this run has ", fingerprint.dump(), " (use another 'out' or the same options)");
+    });
+    if (!state_text.empty()) {
+      auto state = nlohmann::json::parse(state_text);
+      start_step = state.at("step").get<int64_t>();
+      ar_buffer = pairs_from_json(state.at("extra").value("ar_buffer", nlohmann::json::array()));
+      log_info("grpo: resuming after step %lld from %s/trainer_state", static_cast<long long>(start_step),
+               o.out.c_str());
+    }
+  }
+
+  // ---- rollout and reward models, and the weight streams of split layout ---------------
+  std::optional<model::Qwen2Model> rollout_av;
+  std::optional<autoencoder::Reconstructor> reward_ar;
+  WeightStream av_stream, ar_stream;
+  if (!layout.colocate) {
+    if (is_rollout) rollout_av = autoencoder::load_av(o.av, load);
+    if (is_reward) reward_ar = autoencoder::load_ar(o.ar, load);
+    if (rank == 0) av_stream = WeightStream::sender(policy->sharded(), groups.av_sync, bucket_bytes);
+    if (is_rollout) av_stream = WeightStream::receiver(rollout_av->named_parameters(), groups.av_sync, bucket_bytes);
+    if (rank == 0) ar_stream = WeightStream::sender(critic->sharded(), groups.ar_sync, bucket_bytes);
+    if (is_reward) ar_stream = WeightStream::receiver(reward_ar->named_parameters(), groups.ar_sync, bucket_bytes);
+  }
+  auto sync_av = [&] {
+    if (layout.colocate) {
+      rollout_av = policy->gather();  // collective over the world (= the trainer group)
+      return;
+    }
+    if (is_trainer) WeightStream::send(policy->sharded(), rank == 0 ? &av_stream : nullptr);
+    if (is_rollout) av_stream.receive();
+  };
+  auto sync_ar = [&] {
+    if (layout.colocate) {
+      reward_ar = critic->gather();
+      return;
+    }
+    if (is_trainer) WeightStream::send(critic->sharded(), rank == 0 ? &ar_stream : nullptr);
+    if (is_reward) ar_stream.receive();
+  };
+  sync_av();  // a resumed run's weights come from trainer_state/, not from the checkpoints given
+  sync_ar();
+
+  // ---- run directory: metrics of steps not yet checkpointed are redone -------------------
+  const std::string metrics_path = o.out + "/metrics.jsonl";
+  std::ofstream metrics;
+  run_on_root(MPI_COMM_WORLD, [&] {
+    truncate_metrics(metrics_path, start_step);
+    metrics.open(metrics_path, std::ios::app);
+    NLA_CHECK_INPUT(metrics.good(), metrics_path, ": cannot be written");
+    if (info.on_start) info.on_start();
+  });
+
+  auto checkpoint = [&](int64_t done_steps) {
+    if (!is_trainer) return;
+    const fs::path out(o.out);
+    run_on_root(groups.trainer.mpi_comm(), [&] {
+      fs::remove_all(out / "av.tmp");
+      fs::remove_all(out / "ar.tmp");
+    });
+    policy->save_checkpoint(in.av_meta, (out / "av.tmp").string(), tokenizer_dir);
+    critic->save_checkpoint(in.ar_meta, (out / "ar.tmp").string(), tokenizer_dir);
+    run_on_root(groups.trainer.mpi_comm(), [&] {
+      replace_directory(out / "av.tmp", out / "av");
+      replace_directory(out / "ar.tmp", out / "ar");
+    });
+    train::TrainerState state;
+    state.step = done_steps;
+    state.extra = {{"run", fingerprint}, {"ar_buffer", pairs_to_json(ar_buffer)}};
+    train::save_trainer_state(o.out, state, optimizers, groups.trainer);  // last: marks the step done
+    log_info("grpo: checkpoint after step %lld -> %s/{av,ar,trainer_state}", static_cast<long long>(done_steps),
+             o.out.c_str());
+  };
+
+  // ---- step loop ------------------------------------------------------------------------
+  const size_t ar_buffer_capacity = static_cast<size_t>(o.ar_batch * o.ar_refresh_steps);
+  const auto loop_start = Clock::now();
+  for (int64_t step = start_step; step < o.steps; ++step) {
+    const auto step_start = Clock::now();
+    const auto rows = step_rows(in.n_rows, n, o.seed, step);
+
+    // generate: chunks of rollout_batch activations dealt to the rollout ranks
+    auto phase_start = Clock::now();
+    nlohmann::json mine = nlohmann::json::array();
+    if (is_rollout) {
+      autoencoder::Verbalizer verbalizer(*rollout_av, tokenizer, injection_scale, in.av_meta.actor_template);
+      autoencoder::VerbalizeOptions generation;
+      generation.max_new_tokens = o.max_new_tokens;
+      generation.temperature = o.temperature;
+      generation.top_p = o.top_p;
+      generation.seed = mix(static_cast<uint64_t>(o.seed), static_cast<uint64_t>(step) + 1);
+      generation.samples_per_activation = k;
+      generation.batch = o.rollout_batch * k;
+      const int64_t chunks = (n + o.rollout_batch - 1) / o.rollout_batch;
+      for (int64_t chunk : my_chunks(chunks, layout.index(rank, Role::rollout), layout.size(Role::rollout))) {
+        const int64_t first = chunk * o.rollout_batch, count = std::min(o.rollout_batch, n - first);
+        std::vector<int64_t> chunk_rows(rows.begin() + first, rows.begin() + first + count);
+        auto result = verbalizer.verbalize(read_acts(acts, in.layer, chunk_rows), chunk_rows, generation);
+        for (size_t f = 0; f < result.size(); ++f)
+          mine.push_back({first * k + static_cast<int64_t>(f), result[f].tokens, result[f].description,
+                          result[f].failed});
+      }
+    }
+    std::vector<Sample> batch(static_cast<size_t>(samples));
+    int64_t received = 0, generated_tokens = 0;
+    for (const auto& text : all_gather_text(MPI_COMM_WORLD, mine.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))) {
+      for (const auto& record : nlohmann::json::parse(text)) {
+        auto& s = batch.at(record.at(0).get<size_t>());
+        s.tokens = record.at(1).get<std::vector<int64_t>>();
+        s.description = record.at(2).get<std::string>();
+        s.failed = record.at(3).get<bool>();
+        generated_tokens += static_cast<int64_t>(s.tokens.size());
+        ++received;
+      }
+    }
+    NLA_CHECK(received == samples, "grpo: step ", step + 1, ": ", received, " rollouts gathered, expected ", samples);
+    for (int64_t i = 0; i < samples; ++i) batch[static_cast<size_t>(i)].row = rows[static_cast<size_t>(i / k)];
+    const double generate_s = seconds_since(phase_start);
+
+    // score: chunks of score_batch samples dealt to the reward ranks; reward = -mse_nrm
+    phase_start = Clock::now();
+    nlohmann::json scored = nlohmann::json::array();
+    if (is_reward) {
+      at::NoGradGuard no_grad;
+      const int64_t chunks = (samples + o.score_batch - 1) / o.score_batch;
+      for (int64_t chunk : my_chunks(chunks, layout.index(rank, Role::reward), layout.size(Role::reward))) {
+        std::vector<int64_t> indices, chunk_rows;
+        std::vector<std::string> descriptions;
+        for (int64_t i = chunk * o.score_batch; i < std::min(samples, (chunk + 1) * o.score_batch); ++i) {
+          const auto& s = batch[static_cast<size_t>(i)];
+          if (s.failed) continue;
+          indices.push_back(i);
+          chunk_rows.push_back(s.row);
+          descriptions.push_back(s.description);
+        }
+        if (indices.empty()) continue;
+        auto predicted = reward_ar->forward(reward_ar->make_batch(tokenizer, descriptions, o.ar_max_tokens));  // (b, d)
+        auto errors = autoencoder::mse_nrm(predicted, read_acts(acts, in.layer, chunk_rows).to(device))
+                          .to(at::kDouble).cpu();  // (b)
+        for (size_t q = 0; q < indices.size(); ++q) scored.push_back({indices[q], errors[static_cast<int64_t>(q)].item<double>()});
+      }
+    }
+    for (const auto& text : all_gather_text(MPI_COMM_WORLD, scored.dump()))
+      for (const auto& record : nlohmann::json::parse(text)) {
+        auto& s = batch.at(record.at(0).get<size_t>());
+        s.mse_nrm = record.at(1).get<double>();
+        NLA_CHECK(std::isfinite(s.mse_nrm), "grpo: step ", step + 1, ": non-finite mse_nrm for store row ", s.row);
+        s.reward = -s.mse_nrm;
+      }
+    const double score_s = seconds_since(phase_start);
+
+    // update: the AV on the step's rollouts, then (every ar_refresh_every steps) the AR
+    phase_start = Clock::now();
+    std::vector<double> rewards;
+    for (const auto& s : batch) rewards.push_back(s.reward);
+    AdvantageOptions advantage_options;
+    advantage_options.scale_by_std = o.advantage_std;
+    const auto advantages = group_advantages(rewards, k, advantage_options);
+    double global_tokens = 0;
+    for (const auto& s : batch) global_tokens += static_cast<double>(s.tokens.size());
+    for (const auto& s : batch)
+      if (!s.failed) ar_buffer.push_back({s.row, s.description});
+    if (ar_buffer.size() > ar_buffer_capacity)
+      ar_buffer.erase(ar_buffer.begin(), ar_buffer.end() - static_cast<int64_t>(ar_buffer_capacity));
+    const bool refresh_ar = o.ar_refresh_every > 0 && (step + 1) % o.ar_refresh_every == 0 &&
+                            ar_buffer.size() >= static_cast<size_t>(layout.size(Role::trainer));
+    at::Tensor update_sums = at::zeros({5}, at::kDouble);  // loss, kl (epoch 0), clipped, ar mse sum, ar rows
+    double grad_norm = 0;
+    if (is_trainer) {
+      const int trainers = layout.size(Role::trainer), index = layout.index(rank, Role::trainer);
+      const auto [begin, end] = my_block(samples, index, trainers);
+      // Every trainer rank runs the same number of micro-batches, each with >= 1 row.
+      const int64_t largest = (samples + trainers - 1) / trainers, smallest = samples / trainers;
+      const int64_t micro_batches = std::min((largest + o.train_batch - 1) / o.train_batch, smallest);
+      struct Micro {
+        train::AvBatch batch;
+        at::Tensor old_logprobs, ref_logprobs, advantages;  // (B, A), (B, A), (B)
+      };
+      std::vector<Micro> micros;
+      for (int64_t m = 0; m < micro_batches; ++m) {
+        const auto [first, last] = my_block(end - begin, static_cast<int>(m), static_cast<int>(micro_batches));
+        std::vector<int64_t> micro_rows;
+        std::vector<std::vector<int64_t>> answers;
+        std::vector<double> micro_advantages;
+        for (int64_t i = begin + first; i < begin + last; ++i) {
+          micro_rows.push_back(batch[static_cast<size_t>(i)].row);
+          answers.push_back(batch[static_cast<size_t>(i)].tokens);
+          micro_advantages.push_back(advantages[static_cast<size_t>(i)]);
+        }
+        Micro micro;
+        micro.batch = train::make_av_batch(prompt, read_acts(acts, in.layer, micro_rows), answers, injection_scale,
+                                           device, policy->sharded().compute_dtype());
+        micro.old_logprobs = policy->token_logprobs(micro.batch);
+        micro.ref_logprobs = reference->token_logprobs(micro.batch);
+        micro.advantages = at::tensor(micro_advantages, at::kDouble).to(device);
+        micros.push_back(std::move(micro));
+      }
+      LossOptions loss_options;
+      loss_options.clip_eps = o.clip_eps;
+      loss_options.kl_coef = o.kl_coef;
+      for (int64_t epoch = 0; epoch < o.ppo_epochs; ++epoch) {
+        policy->sharded().zero_grad();
+        for (auto& micro : micros) {
+          policy->accumulate_gradients(micro.batch, [&](const at::Tensor& logprobs) {
+            auto sums = grpo_loss_sums(logprobs, micro.old_logprobs, micro.ref_logprobs, micro.advantages,
+                                       micro.batch.answer_mask, loss_options);
+            update_sums[0] += sums.loss.item<double>() / global_tokens;
+            if (epoch == 0) update_sums[1] += sums.kl;
+            update_sums[2] += sums.clipped;
+            return sums.loss / global_tokens;  // token mean over the global batch
+          });
+        }
+        grad_norm = o.grad_clip > 0 ? policy->sharded().clip_grad_norm(o.grad_clip) : policy->sharded().grad_norm();
+        av_optimizer->step(o.lr);
+      }
+      if (refresh_ar) {
+        // Refresh step r trains on global batch r of the freshest pairs (newest first).
+        const int64_t pool = static_cast<int64_t>(ar_buffer.size());
+        const int64_t global = std::min(o.ar_batch, pool);
+        for (int64_t r = 0; r < o.ar_refresh_steps; ++r) {
+          const auto [first, last] = my_block(global, index, trainers);
+          std::vector<int64_t> pair_rows;
+          std::vector<std::string> descriptions;
+          for (int64_t q = first; q < last; ++q) {
+            const auto& pair = ar_buffer[static_cast<size_t>(pool - 1 - (r * global + q) % pool)];
+            pair_rows.push_back(pair.row);
+            descriptions.push_back(pair.description);
+          }
+          critic->sharded().zero_grad();
+          auto errors = critic->accumulate_gradients(
+              make_ar_batch(tokenizer, descriptions, critic->critic_template(), o.ar_max_tokens, device),
+              read_acts(acts, in.layer, pair_rows).to(device), 1.0 / static_cast<double>(global));
+          update_sums[3] += errors.to(at::kDouble).sum().item<double>();
+          update_sums[4] += static_cast<double>(pair_rows.size());
+          if (o.grad_clip > 0) critic->sharded().clip_grad_norm(o.grad_clip);
+          ar_optimizer->step(o.ar_lr);
+        }
+      }
+      groups.trainer.all_reduce(update_sums);
+    }
+    if (refresh_ar) ar_buffer.clear();
+    const double update_s = seconds_since(phase_start);
+
+    // sync: new AV to the rollout ranks; new AR to the reward ranks when it changed
+    phase_start = Clock::now();
+    sync_av();
+    if (refresh_ar) sync_ar();
+    const double sync_s = seconds_since(phase_start);
+
+    // metrics: rank 0 (a trainer in both layouts) has every number
+    if (rank == 0) {
+      double reward_sum = 0, reward_squares = 0, mse_sum = 0;
+      int64_t failed = 0;
+      for (const auto& s : batch) {
+        reward_sum += s.reward;
+        if (s.failed) ++failed;
+        else mse_sum += s.mse_nrm;
+      }
+      const double reward_mean = reward_sum / static_cast<double>(samples);
+      for (const auto& s : batch) reward_squares += (s.reward - reward_mean) * (s.reward - reward_mean);
+      const double reward_std = std::sqrt(reward_squares / static_cast<double>(samples));
+      const int64_t succeeded = samples - failed;
+      const double step_s = seconds_since(step_start);
+      auto sums = update_sums.accessor<double, 1>();
+      nlohmann::json record = {
+          {"step", step + 1},
+          {"reward_mean", reward_mean},
+          {"reward_std", reward_std},
+          {"mse_nrm", succeeded ? nlohmann::json(mse_sum / static_cast<double>(succeeded)) : nlohmann::json()},
+          {"fve_nrm", succeeded ? nlohmann::json(autoencoder::fve_nrm(mse_sum / static_cast<double>(succeeded), in.var_nrm))
+                                : nlohmann::json()},
+          {"failure_rate", static_cast<double>(failed) / static_cast<double>(samples)},
+          {"kl", sums[1] / global_tokens},
+          {"description_tokens", global_tokens / static_cast<double>(samples)},
+          {"loss", sums[0] / static_cast<double>(o.ppo_epochs)},
+          {"clip_fraction", sums[2] / (global_tokens * static_cast<double>(o.ppo_epochs))},
+          {"grad_norm", grad_norm},
+          {"ar_refreshed", refresh_ar},
+          {"ar_mse_nrm", refresh_ar && sums[4] > 0 ? nlohmann::json(sums[3] / sums[4]) : nlohmann::json()},
+          {"rollout_tokens_per_s", static_cast<double>(generated_tokens) / std::max(generate_s, 1e-9)},
+          {"seconds", {{"generate", generate_s}, {"score", score_s}, {"update", update_s}, {"sync", sync_s},
+                       {"step", step_s}}}};
+      metrics << record.dump() << "\n" << std::flush;
+      log_info("grpo: step %lld/%lld | reward %.4f +- %.4f | fve_nrm %s | failed %.0f%% | kl %.4f | len %.1f | "
+               "gen %s score %s update %s sync %s | ETA %s",
+               static_cast<long long>(step + 1), static_cast<long long>(o.steps), reward_mean, reward_std,
+               succeeded ? std::to_string(record["fve_nrm"].get<double>()).substr(0, 6).c_str() : "-",
+               100.0 * static_cast<double>(failed) / static_cast<double>(samples), sums[1] / global_tokens,
+               global_tokens / static_cast<double>(samples), format_duration(generate_s).c_str(),
+               format_duration(score_s).c_str(), format_duration(update_s).c_str(), format_duration(sync_s).c_str(),
+               format_duration(seconds_since(loop_start) / static_cast<double>(step + 1 - start_step) *
+                               static_cast<double>(o.steps - step - 1)).c_str());
+    }
+
+    const bool last = step + 1 == o.steps;
+    if (last || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0)) checkpoint(step + 1);
+    if (o.kill_after_steps >= 0 && step + 1 == o.kill_after_steps && rank == 0) {
+      log_warn("grpo: --kill-after-steps %lld reached: SIGKILL (testing resume)",
+               static_cast<long long>(o.kill_after_steps));
+      metrics.flush();
+      std::raise(SIGKILL);
+    }
+  }
+  if (start_step >= o.steps) log_info("grpo: %s already holds all %lld steps", o.out.c_str(), static_cast<long long>(o.steps));
+  world.barrier();
+  log_info("grpo: done: %s/av, %s/ar, %s/metrics.jsonl", o.out.c_str(), o.out.c_str(), o.out.c_str());
+}
+
+}  // namespace nla::grpo

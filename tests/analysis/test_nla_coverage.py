@@ -1,0 +1,100 @@
+#!/usr/bin/python3
+"""analysis/nla_coverage.py on synthetic runs with a known answer: five anchors (1, 2, 4, 6,
+7) over layers 0-7 whose `av` cosine falls off with the distance to the anchor; at a
+threshold of 0.58 an anchor covers the layers within 2 of it, so the smallest covers are
+pairs (the exact search finds the best-scoring one; the greedy one, forced, still covers every layer), the
+layers beyond the runs are reported uncovered, every output exists, the map has ink, and
+nla_report.py shows the map when RUN/coverage exists. Bad input exits 2."""
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.image as mpimg  # noqa: E402
+
+here = os.path.dirname(os.path.abspath(__file__))
+analysis = os.path.join(here, "..", "..", "analysis")
+sys.path.insert(0, here)
+sys.path.insert(0, analysis)
+import make_synthetic_results  # noqa: E402
+import nla_coverage  # noqa: E402
+import nla_report  # noqa: E402
+
+ANCHORS = [1, 2, 4, 6, 7]
+
+
+def make_runs(root):
+    runs = []
+    for anchor in ANCHORS:
+        run = os.path.join(root, f"anchor{anchor}")
+        os.makedirs(run)
+        make_synthetic_results.make(os.path.join(run, "results.h5"), anchor=anchor, seed=anchor)
+        runs.append(run)
+    return runs
+
+
+class Coverage(unittest.TestCase):
+    def test_exact_cover_and_outputs(self):
+        with tempfile.TemporaryDirectory() as root:
+            runs = make_runs(root)
+            out = os.path.join(runs[0], "coverage")
+            status = nla_coverage.main(runs + ["--range", "0-9", "--min-cosine", "0.58", "--out", out])
+            self.assertEqual(status, 0)
+            info = json.load(open(os.path.join(out, "coverage.json")))
+            self.assertEqual(info["method"], "exact")
+            chosen = sorted(c["anchor"] for c in info["chosen"])
+            # Pairs within 2 of every layer 0-7: {1, 6}, {2, 6}, {2, 7}; no single anchor is.
+            # Among them the tie-break takes the highest summed best mean over the range.
+            means = {int(os.path.basename(run)[6:]): {int(l): v for l, v in m.items() if v is not None}
+                     for run, m in info["means"].items()}
+            value = lambda pair: sum(max(means[a].get(l, -1) for a in pair) for l in range(8))
+            pairs = [[1, 6], [2, 6], [2, 7]]
+            self.assertIn(chosen, pairs)
+            self.assertEqual(value(chosen), max(value(p) for p in pairs))
+            self.assertEqual(info["uncovered_layers"], [8, 9])
+            rows = list(csv.DictReader(open(os.path.join(out, "coverage.csv"))))
+            self.assertEqual([int(r["layer"]) for r in rows], list(range(10)))
+            for r in rows[:8]:  # the nearest anchor is the best one (means 0.9 at distance 0)
+                best = int(r["best_anchor"])
+                self.assertEqual(abs(best - int(r["layer"])), min(abs(a - int(r["layer"])) for a in ANCHORS), r)
+            self.assertIn("anchor 2", open(os.path.join(out, "coverage.md")).read())
+            for ext, size in (("png", 10_000), ("pdf", 5_000)):
+                self.assertGreater(os.path.getsize(os.path.join(out, f"coverage_map.{ext}")), size)
+            pixels = mpimg.imread(os.path.join(out, "coverage_map.png"))[..., :3]
+            self.assertGreater(float(pixels.std()), 0.05)
+            report = open(nla_report.build(runs[0])).read()
+            self.assertIn("## Anchor coverage", report)
+            self.assertIn("../coverage/coverage_map.png", report)
+
+    def test_greedy_beyond_the_exact_limit_still_covers(self):
+        covers = [{0, 1, 2, 3, 4}, {2, 3, 4, 5, 6}, {4, 5, 6, 7}, {0, 1}, {7}]
+        scores = [{l: 1.0 for l in c} for c in covers]
+        old = nla_coverage.EXACT_LIMIT
+        try:
+            nla_coverage.EXACT_LIMIT = 0
+            chosen, method = nla_coverage.choose_cover(covers, scores, list(range(8)))
+        finally:
+            nla_coverage.EXACT_LIMIT = old
+        self.assertEqual(method, "greedy")
+        self.assertEqual(set().union(*(covers[a] for a in chosen)), set(range(8)))
+        exact, _ = nla_coverage.choose_cover(covers, scores, list(range(8)))
+        self.assertEqual(sorted(exact), [0, 2])
+
+    def test_missing_run_exits_two(self):
+        with tempfile.TemporaryDirectory() as root:
+            result = subprocess.run([sys.executable, os.path.join(analysis, "nla_coverage.py"), root, "--range", "0-3",
+                                     "--min-cosine", "0.5", "--out", os.path.join(root, "c")],
+                                    capture_output=True, text=True)
+            self.assertEqual(result.returncode, 2)
+            self.assertEqual(result.stderr.count("\n"), 1, result.stderr)
+            self.assertIn("results.h5: no such file", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
