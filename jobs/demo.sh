@@ -1,30 +1,55 @@
 #!/usr/bin/env bash
-# The pipeline on the embedded default: every stage that exists, in order, on the tiny
-# model and the bundled corpus. Runs locally with mpirun (NLA_RANKS ranks, default 2).
+# The whole pipeline on the embedded default (tiny model, bundled corpus), in order, with
+# several MPI ranks: init -> extract (training and held-out texts) -> label -> AR SFT ->
+# AV SFT -> GRPO -> all-layer eval sweep -> report. Options of every stage are in
+# configs/demo.ini (the same stages run on a real Qwen2.5-7B by changing the config only:
+# model, layer, steps, batch sizes; see the comments there).
 #   NLA_RUN_DIR (runs/demo)  NLA_RANKS (2)  NLA_BIN (build/bin/nla)  NLA_CONFIG (configs/demo.ini)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source jobs/lib.sh
 run_dir=${NLA_RUN_DIR:-runs/demo}
 ranks=${NLA_RANKS:-2}
-nla=${NLA_BIN:-build/bin/nla}
 config=${NLA_CONFIG:-configs/demo.ini}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export OMPI_MCA_mpi_yield_when_idle=1
-mpirun_nla() { mpirun -n "$ranks" "$nla" "$@"; }
-stage() { printf '\n=== %s\n' "$*" >&2; }
+nla=$NLA_BIN
+stage() { printf '\n=== [%s s] %s\n' "$(($(date +%s) - start))" "$*" >&2; }
 mkdir -p "$run_dir"
 start=$(date +%s)
 
-stage "1/4 init-model: seeded random tiny Qwen2 checkpoint"
+stage "1/9 init-model: seeded random tiny Qwen2 checkpoint"
 "$nla" init-model --config "$config" --out "$run_dir/model" --overwrite
 
-stage "2/4 extract: a spread-out subsample of the bundled corpus, all layers, $ranks ranks"
-mpirun_nla extract --config "$config" --model "$run_dir/model" --out "$run_dir/acts.h5" --overwrite
+stage "2/9 extract: training texts (every 10th document), all layers, $ranks ranks"
+nla_launch "$ranks" extract --config "$config" --model "$run_dir/model" --out "$run_dir/acts.h5" --overwrite
 
-stage "3/4 label: context descriptions (gold for AV SFT)"
+stage "3/9 extract: held-out texts (documents 5, 15, 25, ...: disjoint from training), $ranks ranks"
+nla_launch "$ranks" extract --config "$config" --model "$run_dir/model" --out "$run_dir/held_out.h5" \
+  --doc-offset 5 --max-docs 1000 --overwrite
+
+stage "4/9 label: context descriptions (gold for AV SFT)"
 "$nla" label --config "$config" --store "$run_dir/acts.h5"
 
-stage "4/4 generate: the KV-cache generator on the chat template (random weights: random text)"
-"$nla" generate --config "$config" --model "$run_dir/model"
+stage "5/9 train-ar: AR SFT (FSDP over $ranks ranks)"
+rm -rf "$run_dir/train_ar"
+nla_launch "$ranks" train-ar --config "$config" --store "$run_dir/acts.h5" --model "$run_dir/model" \
+  --out "$run_dir/train_ar"
 
-echo "demo finished in $(($(date +%s) - start)) s: results in $run_dir (acts.h5: activations + gold descriptions)" >&2
+stage "6/9 train-av: AV SFT (FSDP over $ranks ranks)"
+rm -rf "$run_dir/train_av"
+nla_launch "$ranks" train-av --config "$config" --store "$run_dir/acts.h5" --model "$run_dir/model" \
+  --out "$run_dir/train_av"
+
+stage "7/9 grpo: RL of the AV against the live AR ($ranks ranks, colocate)"
+rm -rf "$run_dir/grpo"
+nla_launch "$ranks" grpo --config "$config" --store "$run_dir/acts.h5" --av "$run_dir/train_av/av" \
+  --ar "$run_dir/train_ar/ar" --out "$run_dir/grpo"
+
+stage "8/9 eval: the GRPO AV and AR on every layer of the held-out texts, $ranks ranks"
+rm -rf "$run_dir/eval"
+nla_launch "$ranks" eval --config "$config" --store "$run_dir/held_out.h5" --model "$run_dir/model" \
+  --av "$run_dir/grpo/av" --ar "$run_dir/grpo/ar" --out "$run_dir/eval"
+
+stage "9/9 report: statistics, figures, report.md"
+/usr/bin/python3 analysis/nla_report.py "$run_dir/eval"
+
+echo "demo finished in $(($(date +%s) - start)) s; the report: $run_dir/eval/report/report.md" >&2

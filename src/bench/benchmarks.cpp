@@ -15,6 +15,7 @@ BenchReport bench_extract(const BenchOptions& options);
 BenchReport bench_memory(const BenchOptions& options);
 BenchReport bench_grpo(const BenchOptions& options);
 BenchReport bench_eval(const BenchOptions& options);
+BenchReport bench_sft(const BenchOptions& options);
 
 const std::vector<BenchEntry>& benchmarks() {
   static const std::vector<BenchEntry> table = {
@@ -24,6 +25,7 @@ const std::vector<BenchEntry>& benchmarks() {
       {"generate", "batched greedy KV-cache generation (use --batch 32 --seq-len 32 --new-tokens 128)", bench_generate},
       {"extract", "extraction: tokens/s through the truncated model, store MB/s vs the disk's dd rate", bench_extract},
       {"memory", "per-rank bytes of sharded parameters, gradients, AdamW state vs 16 P / N + one unit; RSS of a step", bench_memory},
+      {"sft", "AV SFT steps sharded over the ranks: samples/s, GFLOP/s per rank vs the GEMM peak, communication share (mpirun -n 1 and -n 2; --batch 8 --new-tokens 48)", bench_sft},
       {"eval", "nla eval sweep: samples/s at (layers, samples) = (2,16), (4,16), (4,32); use --preset tiny --new-tokens 32", bench_eval},
       {"grpo", "one GRPO step by phase (generate, score, update, sync), rollout tokens/s, weight-sync GB/s vs a plain broadcast (use --preset tiny --batch 4 --new-tokens 32; mpirun -n 2 for sync)", bench_grpo},
       {"tokenize", "tokens/s of the tokenizer on one core, beside Hugging Face tokenizers on the same text", bench_tokenize},

@@ -92,6 +92,8 @@ void validate(const ExtractOptions& o) {
                   "), got ", o.max_tokens);
   NLA_CHECK_INPUT(o.batch_docs >= 1, "option 'batch-docs': expected >= 1, got ", o.batch_docs);
   NLA_CHECK_INPUT(o.doc_stride >= 1, "option 'doc-stride': expected >= 1, got ", o.doc_stride);
+  NLA_CHECK_INPUT(o.doc_offset >= 0 && o.doc_offset < o.doc_stride, "option 'doc-offset': expected in [0, doc-stride), got ",
+                  o.doc_offset);
   NLA_CHECK_INPUT(!o.out.empty(), "option 'out': expected a file name");
 }
 
@@ -154,7 +156,7 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
   int64_t too_short = 0;
   data::Document document;
   while (reader.next(document)) {
-    if (document.index % o.doc_stride != 0) continue;
+    if (document.index % o.doc_stride != o.doc_offset) continue;
     const int64_t kept_index = document.index / o.doc_stride;  // numbering of the subsample
     if ((kept_index / o.batch_docs) % ranks != rank) continue;
     ExtractDocument item;

@@ -29,6 +29,7 @@ struct ExtractOptions {
   int64_t max_tokens = 2048;         // documents are truncated to this many tokens
   int64_t max_docs = -1;             // corpus documents to read (< 0: all)
   int64_t doc_stride = 1;            // keep every doc_stride-th corpus document (a spread-out subsample)
+  int64_t doc_offset = 0;            // ... starting at this one: offsets 0 and 1 give disjoint subsamples
   int64_t seed = 0;
   int64_t batch_docs = 8;            // documents per forward batch
   std::string out = "acts.h5";

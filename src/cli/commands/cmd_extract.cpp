@@ -26,6 +26,7 @@ class ExtractCommand : public Command {
     options.add("extract", "max-tokens", &o_.max_tokens, "documents are truncated to this many tokens");
     options.add("extract", "max-docs", &o_.max_docs, "corpus documents to read (-1: all)");
     options.add("extract", "doc-stride", &o_.doc_stride, "keep every N-th corpus document (a subsample spread over the corpus)");
+    options.add("extract", "doc-offset", &o_.doc_offset, "first document kept by doc-stride (offsets differ: disjoint subsamples, e.g. held-out texts)");
     options.add("extract", "seed", &o_.seed, "seed of the position sampling (with the document id)");
     options.add("extract", "batch-docs", &o_.batch_docs, "documents per forward batch");
     options.add("extract", "out", &o_.out, "activation store to write (resumes <out>.partial when present)");
