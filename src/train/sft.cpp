@@ -307,9 +307,11 @@ SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const
 
 std::string tokenizer_dir(const SftOptions& o) { return o.tokenizer.empty() ? o.model : o.tokenizer; }
 
+}  // namespace
+
 // Rank 0 checks the inputs; a problem is raised on every rank as one message.
-void validate_inputs(const SftOptions& o, const char* command, const dist::Communicator& comm) {
-  run_on_root(comm.mpi_comm(), [&] {
+void check_sft_inputs(const SftOptions& o, const char* command) {
+  run_on_root(MPI_COMM_WORLD, [&] {
     auto data = load_data(o, command);
     resolve_precision(o.precision, resolve_device(o.device));
     auto config = model::Qwen2Config::from_file(o.model);
@@ -321,8 +323,6 @@ void validate_inputs(const SftOptions& o, const char* command, const dist::Commu
     tokenizer::Tokenizer::from_file(tokenizer_dir(o));
   });
 }
-
-}  // namespace
 
 RowSplit split_by_document(const std::vector<int64_t>& row_documents, double validation_fraction, int64_t seed) {
   NLA_CHECK_INPUT(validation_fraction > 0 && validation_fraction < 1,
@@ -366,7 +366,7 @@ std::vector<int64_t> step_rows(const std::vector<int64_t>& train, int64_t batch,
 
 SftResult train_ar(const SftOptions& o) {
   const auto comm = dist::Communicator::world();
-  validate_inputs(o, "train-ar", comm);
+  check_sft_inputs(o, "train-ar");
   SftData data = load_data(o, "train-ar");
   const c10::Device device = resolve_device(o.device);
   const auto compute_dtype = resolve_precision(o.precision, device);
@@ -451,7 +451,7 @@ SftResult train_ar(const SftOptions& o) {
 
 SftResult train_av(const SftOptions& o) {
   const auto comm = dist::Communicator::world();
-  validate_inputs(o, "train-av", comm);
+  check_sft_inputs(o, "train-av");
   SftData data = load_data(o, "train-av");
   const c10::Device device = resolve_device(o.device);
   const auto compute_dtype = resolve_precision(o.precision, device);

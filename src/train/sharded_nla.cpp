@@ -147,10 +147,12 @@ model::ForwardOptions answer_window(const AvBatch& batch) {
   return options;
 }
 
-// logits (B, A, V) -> log p(answer) (B, A), 0 where masked.
+// logits (B, A, V) -> log p(answer) (B, A), 0 where masked. The picked logit minus the
+// logsumexp: no (B, A, V) log-softmax is materialised (the vocabulary dominates the cost).
 at::Tensor answer_logprobs(const at::Tensor& logits, const AvBatch& batch) {
-  auto logprobs = at::log_softmax(logits.to(at::kFloat), -1).gather(2, batch.answer_ids.unsqueeze(2)).squeeze(2);  // (B, A)
-  return logprobs * batch.answer_mask.to(at::kFloat);
+  auto scores = logits.to(at::kFloat);                                              // (B, A, V)
+  auto picked = scores.gather(2, batch.answer_ids.unsqueeze(2)).squeeze(2);        // (B, A)
+  return (picked - at::logsumexp(scores, {-1})) * batch.answer_mask.to(at::kFloat);  // (B, A)
 }
 
 }  // namespace

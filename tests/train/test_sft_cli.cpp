@@ -156,12 +156,17 @@ TEST_F(TrainAr, KilledRunResumesWithTheSameLosses) {
   EXPECT_TRUE(std::filesystem::exists(dir_->file("other/ar/nla_meta.yaml")));
 }
 
-TEST_F(TrainAr, AvLossFallsAndTheCheckpointVerbalizes) {
+TEST_F(TrainAr, AvLossFallsAndDescriptionsParse) {
+  // Short gold descriptions (4 tokens of context) and a high learning rate: the tiny model
+  // learns the answer format in ~100 steps (measured: 8 of 8 greedy answers close the tag
+  // after 120 steps; 0 of 4 after 60 steps of the 12-token descriptions at 3e-3).
   std::string run = dir_->file("av_run");
+  auto label = run_nla("label --store " + dir_->file("acts.h5") + " --context-tokens 4 --name short");
+  ASSERT_EQ(label.exit_status, 0) << label.err;
   auto result = run_command(mpirun(2) + "train-av --store " + dir_->file("acts.h5") + " --layer 1 --model " +
-                            dir_->file("model") + " --out " + run +
-                            " --steps 24 --batch 8 --lr-max 3e-3 --lr-min 1e-3 --lr-warmup-steps 2"
-                            " --eval-every 12 --max-eval-samples 16 --seed 1 --threads 1");
+                            dir_->file("model") + " --out " + run + " --descriptions short"
+                            " --steps 120 --batch 16 --lr-max 1e-2 --lr-min 1e-3 --lr-warmup-steps 5"
+                            " --eval-every 60 --max-eval-samples 16 --seed 1 --threads 1");
   ASSERT_EQ(result.exit_status, 0) << result.err;
   for (const char* name : {"config.ini", "provenance.json", "metrics.jsonl", "av/config.json", "av/model.safetensors",
                            "av/nla_meta.yaml", "av/tokenizer.json", "trainer_state/state.json"})
@@ -169,13 +174,11 @@ TEST_F(TrainAr, AvLossFallsAndTheCheckpointVerbalizes) {
   std::vector<double> validation;
   for (const auto& record : read_jsonl(run + "/metrics.jsonl"))
     if (record["split"] == "validation") validation.push_back(record["loss"].get<double>());
-  ASSERT_EQ(validation.size(), 3u);  // steps 0, 12, 24
+  ASSERT_EQ(validation.size(), 3u);  // steps 0, 60, 120
   std::cout << "AV validation loss " << validation.front() << " -> " << validation.back() << "\n";
   EXPECT_LT(validation.back(), 0.5 * validation.front());
 
-  // The checkpoint loads as an AV and verbalizes. A CI-sized run of the tiny model does not
-  // yet close the answer tag (measured: 0 of 4 after 60 steps of 16 rows); the parse path
-  // itself is tested with a hand-built AV in tests/nla/test_verbalizer.cpp.
+  // Greedy descriptions of activations parse as <explanation>...</explanation>.
   autoencoder::NlaMeta meta;
   auto av = autoencoder::load_av(run + "/av", {}, &meta);
   EXPECT_EQ(meta.role, "av");
@@ -193,7 +196,7 @@ TEST_F(TrainAr, AvLossFallsAndTheCheckpointVerbalizes) {
   for (const auto& v : out) parsed += v.failed ? 0 : 1;
   std::cout << "parsed " << parsed << "/8; first: " << out[0].text << "\n";
   ASSERT_EQ(out.size(), 8u);
-  EXPECT_FALSE(out[0].tokens.empty());
+  EXPECT_GE(parsed, 6);
 }
 
 TEST_F(TrainAr, WrongWidthAndNonFiniteLoss) {

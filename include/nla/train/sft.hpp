@@ -76,6 +76,11 @@ struct SftResult {
 SftResult train_ar(const SftOptions& options);
 SftResult train_av(const SftOptions& options);
 
+// The input checks both run first (store, layer, descriptions, model width and depth,
+// tokenizer, device), collectively: commands call it before announcing their config, so
+// bad input stays one line. command: "train-ar" | "train-av".
+void check_sft_inputs(const SftOptions& options, const char* command);
+
 // Train/validation split by document (a document's rows all go to one side), deterministic
 // in (document index, seed). Returns rows.
 struct RowSplit {

@@ -18,6 +18,7 @@ class TrainArCommand : public Command {
   void declare(OptionSet& options) override { declare_sft_options(options, "train-ar", o_); }
 
   void run(const RunContext& context) override {
+    train::check_sft_inputs(o_, "train-ar");
     run_on_root(MPI_COMM_WORLD, [&] {
       NLA_CHECK_INPUT(!o_.out.empty(), "option 'out': expected a run directory");
       std::filesystem::create_directories(o_.out);

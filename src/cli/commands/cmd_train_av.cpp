@@ -23,6 +23,7 @@ class TrainAvCommand : public Command {
   }
 
   void run(const RunContext& context) override {
+    train::check_sft_inputs(o_, "train-av");
     run_on_root(MPI_COMM_WORLD, [&] {
       NLA_CHECK_INPUT(!o_.out.empty(), "option 'out': expected a run directory");
       std::filesystem::create_directories(o_.out);
