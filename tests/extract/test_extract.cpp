@@ -210,6 +210,26 @@ TEST_F(Extract, BadInputExitsTwoWithOneLine) {
   EXPECT_EQ(run_nla(extract_args(dir_->file("exists.h5")) + " --overwrite").exit_status, 0);
 }
 
+// doc-stride with two offsets: disjoint documents (the main job's held-out store), and an
+// offset outside [0, stride) is refused.
+TEST_F(Extract, DocOffsetsGiveDisjointDocuments) {
+  auto args = [&](const std::string& out, int offset) {
+    return "extract --model " + dir_->file("model") + " --corpus " + repo_path("data/corpus") +
+           " --max-docs 20 --doc-stride 4 --doc-offset " + std::to_string(offset) +
+           " --layers 0 --positions-per-doc 2 --min-position 8 --max-tokens 64 --batch-docs 4 --threads 1 --out " + out;
+  };
+  ASSERT_EQ(run_nla(args(dir_->file("off0.h5"), 0)).exit_status, 0);
+  ASSERT_EQ(run_nla(args(dir_->file("off1.h5"), 1)).exit_status, 0);
+  store::ActivationStore a(dir_->file("off0.h5")), b(dir_->file("off1.h5"));
+  ASSERT_EQ(a.n_documents(), 5);
+  ASSERT_EQ(b.n_documents(), 5);
+  for (int64_t i = 0; i < a.n_documents(); ++i)
+    for (int64_t j = 0; j < b.n_documents(); ++j) EXPECT_NE(a.document_text(i), b.document_text(j)) << i << " " << j;
+  auto bad = run_nla(args(dir_->file("off4.h5"), 4));
+  EXPECT_EQ(bad.exit_status, 2);
+  EXPECT_NE(bad.err.find("option 'doc-offset'"), std::string::npos) << bad.err;
+}
+
 TEST(ExtractUnits, LayerLists) {
   EXPECT_EQ(extract::parse_layer_list("all", 3, "layers"), (std::vector<int>{0, 1, 2}));
   EXPECT_EQ(extract::parse_layer_list("5,1-3,2", 28, "layers"), (std::vector<int>{1, 2, 3, 5}));
