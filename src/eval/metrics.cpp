@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "nla/core/error.hpp"
+#include "nla/core/seeding.hpp"
 
 namespace nla::eval {
 
@@ -21,13 +22,6 @@ void check_pair(const at::Tensor& truth, const at::Tensor& prediction) {
 at::Tensor unit_rows(const at::Tensor& rows) {
   auto norms = rows.norm(2, {1}, /*keepdim=*/true);  // (N, 1)
   return rows / at::where(norms > 0, norms, at::ones_like(norms));
-}
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
 }
 
 }  // namespace
@@ -80,7 +74,7 @@ at::Tensor draw_distractors(int64_t first_sample, int64_t n, int64_t pool_size, 
     uint64_t state = seed * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(sample);
     std::unordered_set<int64_t> chosen;
     for (int64_t j = 0; j < per_sample;) {
-      int64_t candidate = static_cast<int64_t>(splitmix64(state) % static_cast<uint64_t>(pool_size));
+      int64_t candidate = static_cast<int64_t>(splitmix64_next(state) % static_cast<uint64_t>(pool_size));
       if (candidate == sample || !chosen.insert(candidate).second) continue;  // rejection: distinct, not own
       data[i * per_sample + j++] = candidate;
     }

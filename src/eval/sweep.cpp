@@ -19,6 +19,7 @@
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/seeding.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
 #include "nla/core/world.hpp"
@@ -39,13 +40,6 @@ using store::H5Handle;
 
 // ---- seeds -------------------------------------------------------------------------
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-uint64_t mix(uint64_t a, uint64_t b) { return splitmix64(a ^ splitmix64(b)); }
 
 // Stream purposes, so that no two draws share a generator.
 constexpr uint64_t kRowsStream = 0x524f5753, kRandomStream = 0x52414e44, kShuffleStream = 0x53485546,
@@ -66,7 +60,7 @@ class SplitMix {
 std::vector<int64_t> choose_rows(int64_t n_samples, int64_t count, uint64_t seed) {
   std::vector<int64_t> all(static_cast<size_t>(n_samples));
   std::iota(all.begin(), all.end(), 0);
-  SplitMix rng(mix(seed, kRowsStream));
+  SplitMix rng(mix_seeds(seed, kRowsStream));
   for (int64_t i = 0; i < count; ++i) {  // partial Fisher-Yates
     int64_t j = i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(n_samples - i)));
     std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(j)]);
@@ -81,7 +75,7 @@ at::Tensor gaussian_vectors(const std::vector<int64_t>& rows, int layer, int64_t
   auto out = at::empty({static_cast<int64_t>(rows.size()), d}, at::kFloat);  // (b, d)
   float* data = out.data_ptr<float>();
   for (size_t i = 0; i < rows.size(); ++i) {
-    SplitMix rng(mix(mix(mix(seed, kRandomStream), static_cast<uint64_t>(layer)), static_cast<uint64_t>(rows[i])));
+    SplitMix rng(mix_seeds(mix_seeds(mix_seeds(seed, kRandomStream), static_cast<uint64_t>(layer)), static_cast<uint64_t>(rows[i])));
     for (int64_t k = 0; k < d; k += 2) {
       double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();  // u1 in (0, 1]: log is finite
       double radius = std::sqrt(-2.0 * std::log(u1));
@@ -97,7 +91,7 @@ at::Tensor gaussian_vectors(const std::vector<int64_t>& rows, int layer, int64_t
 std::vector<int64_t> cyclic_permutation(int64_t n, int layer, uint64_t seed) {
   std::vector<int64_t> p(static_cast<size_t>(n));
   std::iota(p.begin(), p.end(), 0);
-  SplitMix rng(mix(mix(seed, kShuffleStream), static_cast<uint64_t>(layer)));
+  SplitMix rng(mix_seeds(mix_seeds(seed, kShuffleStream), static_cast<uint64_t>(layer)));
   for (int64_t i = n - 1; i > 0; --i) std::swap(p[static_cast<size_t>(i)], p[rng.below(static_cast<uint64_t>(i))]);
   return p;
 }
@@ -447,7 +441,7 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
           vo.temperature = o.temperature;
           vo.top_p = o.top_p;
           vo.batch = b;
-          vo.seed = mix(mix(static_cast<uint64_t>(o.seed), kVerbalizeStream + (condition == "random")),
+          vo.seed = mix_seeds(mix_seeds(static_cast<uint64_t>(o.seed), kVerbalizeStream + (condition == "random")),
                         static_cast<uint64_t>(layer));
           auto inputs = condition == "av" ? truth : gaussian_vectors(block_rows, layer, d, static_cast<uint64_t>(o.seed));
           for (auto& v : verbalizer.verbalize(inputs, block_rows, vo)) {

@@ -15,6 +15,7 @@
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/seeding.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
 #include "nla/core/world.hpp"
@@ -65,13 +66,6 @@ std::vector<int> parse_layer_list(const std::string& spec, int64_t num_layers, c
 
 namespace {
 
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 uint64_t fnv1a(const std::string& text) {
   uint64_t hash = 1469598103934665603ull;
   for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
@@ -119,7 +113,7 @@ std::vector<int32_t> sample_positions(const std::vector<tokenizer::TokenId>& tok
   // Partial Fisher-Yates: the first `count` entries become a uniform sample.
   int64_t take = std::min<int64_t>(count, static_cast<int64_t>(eligible.size()));
   for (int64_t i = 0; i < take; ++i) {
-    int64_t j = i + static_cast<int64_t>(splitmix64(state) % static_cast<uint64_t>(eligible.size() - i));
+    int64_t j = i + static_cast<int64_t>(splitmix64_next(state) % static_cast<uint64_t>(eligible.size() - i));
     std::swap(eligible[i], eligible[j]);
   }
   eligible.resize(take);

@@ -19,6 +19,7 @@
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/seeding.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
 #include "nla/grpo/loss.hpp"          // defines: group_advantages, grpo_loss_sums
@@ -42,19 +43,12 @@ constexpr double kFailedReward = -2.0;  // DESIGN: a sample that does not close 
 constexpr int64_t kMaxNewTokens = 150;  // DESIGN: rollouts cap the answer at 150 tokens
 constexpr int64_t kArPadId = 151643;    // <|endoftext|>, masked out (as Reconstructor::make_batch)
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-uint64_t mix(uint64_t a, uint64_t b) { return splitmix64(a ^ splitmix64(b)); }
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // The N distinct store rows of step `step`: a function of (seed, step) only.
 std::vector<int64_t> step_rows(int64_t n_rows, int64_t count, int64_t seed, int64_t step) {
-  std::mt19937_64 rng(mix(static_cast<uint64_t>(seed), static_cast<uint64_t>(step) + 1));
+  std::mt19937_64 rng(mix_seeds(static_cast<uint64_t>(seed), static_cast<uint64_t>(step) + 1));
   std::vector<int64_t> pool(static_cast<size_t>(n_rows));
   for (int64_t i = 0; i < n_rows; ++i) pool[static_cast<size_t>(i)] = i;
   for (int64_t i = 0; i < count; ++i) {  // partial Fisher-Yates; modulo keeps it portable
@@ -436,7 +430,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
       generation.max_new_tokens = o.max_new_tokens;
       generation.temperature = o.temperature;
       generation.top_p = o.top_p;
-      generation.seed = mix(static_cast<uint64_t>(o.seed), static_cast<uint64_t>(step) + 1);
+      generation.seed = mix_seeds(static_cast<uint64_t>(o.seed), static_cast<uint64_t>(step) + 1);
       generation.samples_per_activation = k;
       generation.batch = o.rollout_batch * k;
       const int64_t chunks = (n + o.rollout_batch - 1) / o.rollout_batch;

@@ -10,21 +10,11 @@
 #include <cstdint>
 
 #include "nla/core/error.hpp"
+#include "nla/core/seeding.hpp"
 #include "nla/core/progress.hpp"
 #include "nla/model/generate.hpp"
 
 namespace nla::autoencoder {
-
-namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 std::string parse_answer(const std::string& text) {
   const std::string open = "<explanation>", close = "</explanation>";

@@ -18,6 +18,7 @@
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/seeding.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
 #include "nla/core/world.hpp"
@@ -36,13 +37,6 @@
 namespace nla::train {
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // Rows of the store as a (N, d) fp32 tensor on the CPU.
 at::Tensor read_acts(const store::ActivationStore& acts, int layer, const std::vector<int64_t>& rows) {
