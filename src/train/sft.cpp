@@ -57,17 +57,28 @@ std::vector<int64_t> part_of(const std::vector<int64_t>& rows, int64_t m, int64_
   return share_of(rows, static_cast<int>(m), static_cast<int>(n));
 }
 
-c10::Device resolve_device(const std::string& name) {
-  if (name == "cuda") {  // one device per local rank
-    const int count = at::detail::getCUDAHooks().getNumGPUs();
-    NLA_CHECK_INPUT(count > 0, "option 'device': cuda requested but no CUDA device is visible");
-    return c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(dist::local_rank() % count));
+// The device `name` names, checked, without choosing a GPU index: no collective, so rank 0
+// may call it alone (check_sft_inputs).
+c10::Device device_kind(const std::string& name) {
+  if (name == "cuda") {
+    NLA_CHECK_INPUT(at::detail::getCUDAHooks().getNumGPUs() > 0,
+                    "option 'device': cuda requested but no CUDA device is visible");
+    return c10::Device(c10::DeviceType::CUDA);
   }
   try {
     return c10::Device(name);
   } catch (const std::exception&) {
     NLA_INPUT_ERROR("option 'device': expected cpu, cuda or cuda:N, got '", name, "'");
   }
+}
+
+// The device of this rank: "cuda" is the local rank's GPU (one device per local rank).
+// Collective over the world the first time (dist::local_rank): every rank calls it.
+c10::Device resolve_device(const std::string& name) {
+  const c10::Device device = device_kind(name);
+  if (name != "cuda") return device;
+  const int count = at::detail::getCUDAHooks().getNumGPUs();
+  return c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(dist::local_rank() % count));
 }
 
 c10::ScalarType resolve_precision(const std::string& precision, c10::Device device) {
@@ -307,7 +318,7 @@ std::string tokenizer_dir(const SftOptions& o) { return o.tokenizer.empty() ? o.
 void check_sft_inputs(const SftOptions& o, const char* command) {
   run_on_root(MPI_COMM_WORLD, [&] {
     auto data = load_data(o, command);
-    resolve_precision(o.precision, resolve_device(o.device));
+    resolve_precision(o.precision, device_kind(o.device));
     auto config = model::Qwen2Config::from_file(o.model);
     NLA_CHECK_INPUT(config.hidden_size == data.acts->hidden_size(), o.store, ": hidden_size ",
                     data.acts->hidden_size(), " differs from the model's ", config.hidden_size, " (", o.model,
