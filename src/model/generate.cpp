@@ -91,29 +91,61 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
   result.tokens.resize(static_cast<size_t>(b));
   result.finish_reasons.assign(static_cast<size_t>(b), "length");
   std::vector<bool> finished(static_cast<size_t>(b), false);
+  // Rows still generating: position in the running batch -> sequence. Finished rows leave
+  // the batch (and the KV cache) once they are a quarter of it, so a rollout whose answers
+  // close early stops paying for them; every row's arithmetic is its own either way.
+  std::vector<int64_t> active(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i) active[static_cast<size_t>(i)] = i;
   forward_options.logits_index = at::zeros({b}, long_options);
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    if (options.return_logits) result.step_logits.push_back(logits.to(at::kCPU).clone());
-    std::vector<int64_t> next(static_cast<size_t>(b), options.pad_token_id);
+    if (options.return_logits) {
+      at::Tensor full = at::zeros({b, logits.size(-1)}, logits.options().device(at::kCPU));
+      full.index_copy_(0, at::tensor(active, at::kLong), logits.to(at::kCPU));
+      result.step_logits.push_back(full);
+    }
+    const int64_t rows = static_cast<int64_t>(active.size());
+    std::vector<int64_t> next(static_cast<size_t>(rows), options.pad_token_id);
     // Greedy: the argmax on the device, so only B ids travel to the host.
     at::Tensor greedy = options.temperature <= 0 ? logits.argmax(-1).to(at::kCPU) : at::Tensor();
     at::Tensor host = options.temperature <= 0 ? at::Tensor() : logits.to(at::kCPU);
-    for (int64_t i = 0; i < b; ++i) {
-      const size_t k = static_cast<size_t>(i);
-      if (finished[k]) continue;
-      int64_t token = greedy.defined() ? greedy[i].item<int64_t>()
-                                       : sample_token(host[i], options.temperature, options.top_p, generators[k]);
-      next[k] = token;
+    int64_t finished_rows = 0;
+    for (int64_t row = 0; row < rows; ++row) {
+      const size_t k = static_cast<size_t>(active[static_cast<size_t>(row)]);
+      if (finished[k]) {
+        ++finished_rows;
+        continue;
+      }
+      int64_t token = greedy.defined() ? greedy[row].item<int64_t>()
+                                       : sample_token(host[row], options.temperature, options.top_p, generators[k]);
+      next[static_cast<size_t>(row)] = token;
       result.tokens[k].push_back(token);
       if (std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), token) !=
           options.stop_token_ids.end()) {
         finished[k] = true;
         result.finish_reasons[k] = "stop";
+        ++finished_rows;
       }
     }
-    if (step + 1 == options.max_new_tokens || std::all_of(finished.begin(), finished.end(), [](bool f) { return f; }))
-      break;
+    if (step + 1 == options.max_new_tokens || finished_rows == rows) break;
     mask.narrow(1, p + step, 1).fill_(1);
+    if (finished_rows * 4 >= rows) {
+      std::vector<int64_t> keep_rows, keep_next;
+      std::vector<int64_t> still;
+      for (int64_t row = 0; row < rows; ++row) {
+        const int64_t sequence = active[static_cast<size_t>(row)];
+        if (finished[static_cast<size_t>(sequence)]) continue;
+        keep_rows.push_back(row);
+        keep_next.push_back(next[static_cast<size_t>(row)]);
+        still.push_back(sequence);
+      }
+      at::Tensor keep = at::tensor(keep_rows, at::kLong).to(device);
+      for (auto& key : cache.keys) key = key.index_select(0, keep);
+      for (auto& value : cache.values) value = value.index_select(0, keep);
+      mask = mask.index_select(0, keep);
+      active = std::move(still);
+      next = std::move(keep_next);
+      forward_options.logits_index = at::zeros({static_cast<int64_t>(active.size())}, long_options);
+    }
     ForwardInput step_input;
     step_input.input_ids = at::tensor(next, at::kLong).to(device).unsqueeze(1);  // (B, 1)
     step_input.attention_mask = mask.narrow(1, 0, p + step + 1);

@@ -53,6 +53,20 @@ at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const a
   return at::matmul(probs, v).view({b, h, t, d});
 }
 
+}  // namespace
+
+at::Tensor attention_bias_as(const at::Tensor& bias, c10::ScalarType dtype) {
+  // float's lowest rounds to -inf in bf16 and fp16, and a fully masked row (a padding query)
+  // of -inf makes the fused kernel's softmax NaN: clamp to half the target type's lowest,
+  // which leaves room for the scores added to it.
+  double floor = std::numeric_limits<float>::lowest() / 2;
+  if (dtype == at::kHalf) floor = -32752.0;      // fp16 lowest -65504
+  if (dtype == at::kBFloat16) floor = -1.69e38;  // bf16 lowest -3.39e38
+  return bias.clamp_min(floor).to(dtype);
+}
+
+namespace {
+
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias,
                      bool causal_only, bool fused) {
 #if TORCH_VERSION_MAJOR >= 2
@@ -63,7 +77,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     at::Tensor vr = v.unsqueeze(2).expand({b, kv, h / kv, s, d}).reshape({b, h, s, d});
     if (causal_only) return at::scaled_dot_product_attention(q, kr, vr, c10::nullopt, 0.0, true);
     c10::optional<at::Tensor> mask;
-    if (bias.defined()) mask = bias.to(q.scalar_type());
+    if (bias.defined()) mask = attention_bias_as(bias, q.scalar_type());
     return at::scaled_dot_product_attention(q, kr, vr, mask, 0.0, false);
   }
 #else

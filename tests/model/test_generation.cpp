@@ -228,6 +228,27 @@ TEST_F(Generation, FusedAttentionMatchesHandWritten) {
 #endif
 }
 
+// The fused kernel gets the padding bias in the model's dtype: float's lowest would round
+// to -inf in bf16/fp16 and turn a fully masked (padding) query row into NaN there.
+TEST(AttentionBias, StaysFiniteAndMaskingInHalfPrecisionTypes) {
+  at::Tensor bias = at::zeros({1, 1, 2, 3}, at::kFloat);
+  bias.index_put_({0, 0, 0}, std::numeric_limits<float>::lowest());  // a query that sees nothing
+  bias.index_put_({0, 0, 1, 2}, std::numeric_limits<float>::lowest());
+  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    at::Tensor mask = nla::model::attention_bias_as(bias, dtype);
+    EXPECT_EQ(mask.scalar_type(), dtype);
+    EXPECT_TRUE(at::isfinite(mask).all().item<bool>()) << dtype;
+    EXPECT_EQ(mask.to(at::kFloat).index({0, 0, 1, 0}).item<float>(), 0.0f) << dtype;
+    // Scores of +-1000 added in that dtype stay finite; their softmax (in fp32: 1.13 has no
+    // CPU half softmax) is finite everywhere and ~0 on masked keys.
+    at::Tensor scores = at::full({1, 1, 2, 3}, -1000.0, at::kFloat).to(dtype) + mask;
+    EXPECT_TRUE(at::isfinite(scores).all().item<bool>()) << dtype;
+    at::Tensor probs = at::softmax(scores.to(at::kFloat), -1);
+    EXPECT_TRUE(at::isfinite(probs).all().item<bool>()) << dtype;
+    EXPECT_LT(probs.index({0, 0, 1, 2}).item<float>(), 1e-6f) << dtype;
+  }
+}
+
 TEST_F(Generation, AutogradReachesParametersAndInjectedVectors) {
   auto model = nla::test::spread_random_model(nla::test::small_config(2, 4, 2, 8, 40, 53, true), 5);
   for (auto& parameter : model.parameters()) parameter.set_requires_grad(true);

@@ -92,6 +92,10 @@ struct ForwardOptions {
   bool fused_attention = true;          // LibTorch 2.x: scaled_dot_product_attention
 };
 
+// The additive attention bias (0 or float's lowest) in `dtype`, finite there: what the fused
+// kernel of LibTorch 2.x gets as its mask in bf16/fp16.
+at::Tensor attention_bias_as(const at::Tensor& bias, c10::ScalarType dtype);
+
 struct ForwardOutput {
   at::Tensor logits;                      // (B, T, V), or (B, V) / (B, K, V) with logits_index; float32
   at::Tensor hidden;                      // (B, T, C) residual after the last block run
