@@ -2,6 +2,8 @@
 //
 //   generate  rank 0: --batch activations x K = 4 samples, --new-tokens each (a random AV
 //             rarely closes its tag, so nearly every sample runs to the cap): rollout tokens/s
+//             beside it, the generator alone on the same model, batch, prompt ids and cap
+//             (sampling, no injection, no stop token): the figure a rollout should reach
 //   score     rank 0: the AR (first half of the blocks + identity head) on those texts
 //   update    rank 0 as a 1-rank trainer: policy and reference log-probs, the GRPO loss
 //             backward, AdamW (the step's compute, without sharding traffic)
@@ -22,6 +24,7 @@
 #include "nla/dist/adamw.hpp"
 #include "nla/grpo/loss.hpp"
 #include "nla/grpo/weight_sync.hpp"
+#include "nla/model/generate.hpp"
 #include "nla/nla/losses.hpp"
 #include "nla/nla/verbalizer.hpp"
 #include "nla/train/sharded_nla.hpp"
@@ -73,7 +76,7 @@ BenchReport bench_grpo(const BenchOptions& options) {
     else stream = grpo::WeightStream::receiver(av.named_parameters(), world, bucket_bytes);
   }
 
-  double generate_s = 0, score_s = 0, update_s = 0, sync_s = 0, plain_s = 0, tokens = 0;
+  double generate_s = 0, score_s = 0, update_s = 0, sync_s = 0, plain_s = 0, tokens = 0, plain_generate_s = 0;
   for (int repeat = 0; repeat <= options.repeats; ++repeat) {
     const bool timed = repeat > 0;  // the first step warms up
     if (rank == 0) {
@@ -94,6 +97,20 @@ BenchReport bench_grpo(const BenchOptions& options) {
         answers.push_back(v.tokens);
         texts.push_back(v.text);
       }
+
+      // The generator's own figure at the same shape: every sequence runs to the cap.
+      start = Clock::now();
+      {
+        std::vector<model::GenerationPrompt> prompts(static_cast<size_t>(samples));
+        const auto& prompt_ids = verbalizer.prompt().ids;
+        for (auto& prompt : prompts) prompt.ids.assign(prompt_ids.begin(), prompt_ids.end());
+        model::GenerationOptions plain;
+        plain.max_new_tokens = options.new_tokens;
+        plain.temperature = 1.0;
+        plain.seed = static_cast<uint64_t>(repeat);
+        model::generate(av, prompts, plain);
+      }
+      if (timed) plain_generate_s += seconds_since(start);
 
       start = Clock::now();
       std::vector<double> rewards;
@@ -151,7 +168,11 @@ BenchReport bench_grpo(const BenchOptions& options) {
   report.rows.push_back({"score", score_s / r, "s", "rank 0, AR forward"});
   report.rows.push_back({"update", update_s / r, "s", "rank 0: 2 log-prob passes, loss backward, AdamW"});
   report.rows.push_back({"sync", sync_s / r, "s", world.size() > 1 ? "bucketed AV broadcast to ranks 1.." : "1 rank: none"});
-  report.rows.push_back({"rollout tokens/s", generate_s > 0 ? tokens / generate_s : 0, "tok/s", "generated tokens"});
+  const double rollout_tps = generate_s > 0 ? tokens / generate_s : 0;
+  const double plain_tps = plain_generate_s > 0 ? r * static_cast<double>(samples * options.new_tokens) / plain_generate_s : 0;
+  report.rows.push_back({"rollout tokens/s", rollout_tps, "tok/s", "generated tokens (a closed answer stops early)"});
+  report.rows.push_back({"generator tokens/s", plain_tps, "tok/s", "model::generate alone, same batch, prompt and cap"});
+  report.rows.push_back({"rollout / generator", plain_tps > 0 ? rollout_tps / plain_tps : 0, "ratio", "goal >= 1"});
   if (world.size() > 1) {
     const double sync_gbs = bytes / (sync_s / r) / 1e9, plain_gbs = bytes / (plain_s / r) / 1e9;
     std::snprintf(note, sizeof note, "%.1f MB in %lld buckets of %lld MB", bytes / 1e6,

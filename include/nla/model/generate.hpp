@@ -44,9 +44,11 @@ struct GenerationResult {
 GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationPrompt>& prompts,
                           const GenerationOptions& options);
 
-// Picks the next token from one row of logits (V), float32 on CPU: argmax when
-// temperature is 0, else a sample of softmax(logits / temperature) restricted to the
-// smallest set of tokens whose probability reaches top_p, drawn with `generator`.
-int64_t sample_token(const at::Tensor& logits, double temperature, double top_p, at::Generator& generator);
+// Picks the next token of each row of logits (B, V): argmax when temperature is 0, else a
+// sample of softmax(logits / temperature) restricted to the smallest set of tokens whose
+// probability reaches top_p, row i drawn with generators[i] (so a row's sample does not
+// depend on the other rows).
+std::vector<int64_t> sample_tokens(const at::Tensor& logits, double temperature, double top_p,
+                                   const std::vector<at::Generator*>& generators);
 
 }  // namespace nla::model
