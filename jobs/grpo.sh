@@ -5,6 +5,8 @@
 #   from the config ([grpo] layout, trainer-ranks, rollout-ranks, reward-ranks); with
 #   layout = split they must add up to NLA_RANKS (nla grpo refuses otherwise, with the sum).
 # Resumable: rerun the same command after a kill; it continues from <out>/trainer_state.
+# SIGTERM, SIGINT or SIGUSR1 to this script stops the run after the step in progress with
+# that step's checkpoint; the script then exits 138 (see jobs/lib.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"

@@ -1,7 +1,10 @@
 // Helpers for tests: paths, temporary directories, running the nla binary.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <string>
+#include <vector>
 
 namespace nla::test {
 
@@ -32,5 +35,7 @@ std::string test_data(const std::string& relative);  // tests/data/<relative>
 std::string repo_path(const std::string& relative);  // <repo>/<relative>
 void write_text(const std::string& path, const std::string& text);
 std::string read_text(const std::string& path);
+// The records of a JSONL file (metrics.jsonl, nla tokenize output), empty lines skipped.
+std::vector<nlohmann::json> read_jsonl(const std::string& path);
 
 }  // namespace nla::test

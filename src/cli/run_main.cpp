@@ -12,6 +12,7 @@
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
 #include "nla/core/log.hpp"
+#include "nla/core/stop_signal.hpp"
 #include "nla/core/version.hpp"
 #include "nla/core/world.hpp"
 
@@ -168,6 +169,11 @@ int run_main(int argc, char** argv, std::vector<std::unique_ptr<Command>> comman
   try {
     configure_threads(common.threads);
     command->run(context);
+  } catch (const StoppedBySignal& stop) {
+    // A training run stopped at a step boundary with its state saved, every rank together:
+    // not a failure to abort, but unfinished work, so the status says which signal (143: SIGTERM).
+    if (rank == 0) std::fprintf(stderr, "nla %s: %s\n", argv[1], stop.what());
+    return stop.exit_status();
   } catch (const Error& error) {
     bool input = dynamic_cast<const InputError*>(&error) != nullptr;
     if (error.on_all_ranks()) {

@@ -17,11 +17,12 @@
 #include <random>
 #include <sstream>
 
-#include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
 #include "nla/core/seeding.hpp"
 #include "nla/core/log.hpp"
+#include "nla/core/stop_signal.hpp"    // defines: StopSignals, StoppedBySignal
 #include "nla/core/world.hpp"
+#include "nla/dist/device.hpp"        // defines: device_kind, resolve_device
 #include "nla/grpo/loss.hpp"          // defines: group_advantages, grpo_loss_sums
 #include "nla/grpo/roles.hpp"         // defines: make_role_layout, make_role_groups, my_chunks, my_block
 #include "nla/grpo/weight_sync.hpp"   // defines: WeightStream
@@ -29,6 +30,8 @@
 #include "nla/nla/losses.hpp"
 #include "nla/nla/verbalizer.hpp"
 #include "nla/store/activation_store.hpp"
+#include "nla/store/activation_tensor.hpp"  // defines: read_rows_tensor
+#include "nla/train/metrics_file.hpp"       // defines: truncate_metrics
 #include "nla/train/sharded_nla.hpp"  // defines: ShardedVerbalizer, ShardedReconstructor, make_av_batch
 #include "nla/train/trainer_state.hpp"
 
@@ -57,12 +60,6 @@ std::vector<int64_t> step_rows(int64_t n_rows, int64_t count, int64_t seed, int6
   }
   pool.resize(static_cast<size_t>(count));
   return pool;
-}
-
-// Rows of a store layer as (n, d) fp32.
-at::Tensor read_acts(const store::ActivationStore& acts, int layer, const std::vector<int64_t>& rows) {
-  auto values = acts.read_rows(layer, rows);
-  return at::from_blob(values.data(), {static_cast<int64_t>(rows.size()), acts.hidden_size()}, at::kFloat).clone();
 }
 
 // Every rank's text, in rank order, on every rank of comm.
@@ -172,23 +169,6 @@ nlohmann::json run_fingerprint(const GrpoOptions& o, int layer) {
           {"samples_per_activation", o.samples_per_activation}};
 }
 
-// metrics.jsonl keeps the records of steps <= `step` (those after it are redone on resume).
-void truncate_metrics(const std::string& path, int64_t step) {
-  if (!fs::exists(path)) return;
-  std::ifstream in(path);
-  std::string line, kept;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    try {
-      auto record = nlohmann::json::parse(line);
-      if (record.value("step", int64_t{0}) <= step) kept += line + "\n";
-    } catch (const std::exception&) {
-      // A line cut by a kill: dropped (its step is redone).
-    }
-  }
-  write_file_atomic(path, kept);
-}
-
 void replace_directory(const fs::path& from, const fs::path& to) {
   const fs::path old = to.string() + ".old";
   fs::remove_all(old);
@@ -230,6 +210,8 @@ Inputs validate(const GrpoOptions& o, const RoleLayout& layout) {
                   "options 'ar-refresh-every' (>= 0), 'ar-refresh-steps' (>= 1)");
   NLA_CHECK_INPUT(o.checkpoint_every >= 0, "option 'checkpoint-every': expected >= 0");
   NLA_CHECK_INPUT(o.sync_bucket_mb >= 1, "option 'sync-bucket-mb': expected >= 1");
+  dist::device_kind(o.device);  // the kind only: each rank picks its GPU later (collective)
+  signal_from_name(o.kill_signal, "kill-signal");
   const int64_t samples = o.activations_per_step * o.samples_per_activation;
   const int trainers = layout.size(Role::trainer);
   NLA_CHECK_INPUT(samples >= trainers, "activations-per-step x samples-per-activation = ", o.activations_per_step,
@@ -256,7 +238,7 @@ Inputs validate(const GrpoOptions& o, const RoleLayout& layout) {
     in.var_nrm = *in.ar_meta.var_nrm;
   } else {  // the authors' checkpoints lack it: measure it on (at most 8192 of) the store's rows
     auto rows = step_rows(in.n_rows, std::min<int64_t>(in.n_rows, 8192), o.seed, -1);
-    in.var_nrm = autoencoder::var_nrm(read_acts(acts, in.layer, rows));
+    in.var_nrm = autoencoder::var_nrm(store::read_rows_tensor(acts, in.layer, rows));
   }
   NLA_CHECK_INPUT(in.var_nrm > 0, o.ar, ": var_nrm ", in.var_nrm, "; expected > 0");
   return in;
@@ -265,6 +247,7 @@ Inputs validate(const GrpoOptions& o, const RoleLayout& layout) {
 }  // namespace
 
 void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
+  const StopSignals stop;  // from here a stop signal waits for the next step boundary
   // ---- roles and inputs -----------------------------------------------------------------
   auto world = dist::Communicator::world();
   const int rank = world.rank();
@@ -295,8 +278,9 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
   auto groups = make_role_groups(layout, world);
   const int64_t n = o.activations_per_step, k = o.samples_per_activation, samples = n * k;
   const int64_t bucket_bytes = o.sync_bucket_mb << 20;
+  const int kill_signal = signal_from_name(o.kill_signal, "kill-signal");
   const std::string tokenizer_dir = o.tokenizer.empty() ? o.av : o.tokenizer;
-  const c10::Device device(o.device);
+  const c10::Device device = dist::resolve_device(o.device);
   model::LoadOptions load;
   load.device = device;
   store::ActivationStore acts(o.store);
@@ -387,7 +371,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
   const std::string metrics_path = o.out + "/metrics.jsonl";
   std::ofstream metrics;
   run_on_root(MPI_COMM_WORLD, [&] {
-    truncate_metrics(metrics_path, start_step);
+    train::truncate_metrics(metrics_path, start_step);
     metrics.open(metrics_path, std::ios::app);
     NLA_CHECK_INPUT(metrics.good(), metrics_path, ": cannot be written");
     if (info.on_start) info.on_start();
@@ -437,7 +421,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
       for (int64_t chunk : my_chunks(chunks, layout.index(rank, Role::rollout), layout.size(Role::rollout))) {
         const int64_t first = chunk * o.rollout_batch, count = std::min(o.rollout_batch, n - first);
         std::vector<int64_t> chunk_rows(rows.begin() + first, rows.begin() + first + count);
-        auto result = verbalizer.verbalize(read_acts(acts, in.layer, chunk_rows), chunk_rows, generation);
+        auto result = verbalizer.verbalize(store::read_rows_tensor(acts, in.layer, chunk_rows), chunk_rows, generation);
         for (size_t f = 0; f < result.size(); ++f)
           mine.push_back({first * k + static_cast<int64_t>(f), result[f].tokens, result[f].description,
                           result[f].failed});
@@ -477,7 +461,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
         }
         if (indices.empty()) continue;
         auto predicted = reward_ar->forward(reward_ar->make_batch(tokenizer, descriptions, o.ar_max_tokens));  // (b, d)
-        auto errors = autoencoder::mse_nrm(predicted, read_acts(acts, in.layer, chunk_rows).to(device))
+        auto errors = autoencoder::mse_nrm(predicted, store::read_rows_tensor(acts, in.layer, chunk_rows).to(device))
                           .to(at::kDouble).cpu();  // (b)
         for (size_t q = 0; q < indices.size(); ++q) scored.push_back({indices[q], errors[static_cast<int64_t>(q)].item<double>()});
       }
@@ -530,7 +514,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
           micro_advantages.push_back(advantages[static_cast<size_t>(i)]);
         }
         Micro micro;
-        micro.batch = train::make_av_batch(prompt, read_acts(acts, in.layer, micro_rows), answers, injection_scale,
+        micro.batch = train::make_av_batch(prompt, store::read_rows_tensor(acts, in.layer, micro_rows), answers, injection_scale,
                                            device, policy->sharded().compute_dtype());
         micro.old_logprobs = policy->token_logprobs(micro.batch);
         micro.ref_logprobs = reference->token_logprobs(micro.batch);
@@ -571,7 +555,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
           critic->sharded().zero_grad();
           auto errors = critic->accumulate_gradients(
               make_ar_batch(tokenizer, descriptions, critic->critic_template(), o.ar_max_tokens, device),
-              read_acts(acts, in.layer, pair_rows).to(device), 1.0 / static_cast<double>(global));
+              store::read_rows_tensor(acts, in.layer, pair_rows).to(device), 1.0 / static_cast<double>(global));
           update_sums[3] += errors.to(at::kDouble).sum().item<double>();
           update_sums[4] += static_cast<double>(pair_rows.size());
           if (o.grad_clip > 0) critic->sharded().clip_grad_norm(o.grad_clip);
@@ -635,12 +619,22 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     }
 
     const bool last = step + 1 == o.steps;
-    if (last || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0)) checkpoint(step + 1);
+    const bool saved = last || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0);
+    if (saved) checkpoint(step + 1);
     if (o.kill_after_steps >= 0 && step + 1 == o.kill_after_steps && rank == 0) {
-      log_warn("grpo: --kill-after-steps %lld reached: SIGKILL (testing resume)",
-               static_cast<long long>(o.kill_after_steps));
+      log_warn("grpo: --kill-after-steps %lld reached: rank 0 raises %s (testing resume)",
+               static_cast<long long>(o.kill_after_steps), signal_name(kill_signal).c_str());
       metrics.flush();
-      std::raise(SIGKILL);
+      std::raise(kill_signal);
+    }
+    // Step boundary: a stop signal on any rank stops every rank here, after a checkpoint of
+    // this step as a periodic one would write (the last step just finishes).
+    if (last) continue;
+    if (const int signal = stop.agreed(MPI_COMM_WORLD)) {
+      if (!saved) checkpoint(step + 1);
+      throw StoppedBySignal(signal, str("stopped by ", signal_name(signal), " after step ", step + 1, " of ", o.steps,
+                                        "; checkpoint written to ", o.out,
+                                        " (av/, ar/, trainer_state/); rerun the same command to resume"));
     }
   }
   if (start_step >= o.steps) log_info("grpo: %s already holds all %lld steps", o.out.c_str(), static_cast<long long>(o.steps));

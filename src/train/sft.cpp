@@ -2,7 +2,6 @@
 #include "nla/train/sft.hpp"
 
 #include <ATen/ATen.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 
 #include <nlohmann/json.hpp>
 
@@ -13,36 +12,34 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <random>
 #include <sstream>
 
-#include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
 #include "nla/core/seeding.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
+#include "nla/core/stop_signal.hpp"       // defines: StopSignals, StoppedBySignal
 #include "nla/core/world.hpp"
 #include "nla/dist/adamw.hpp"
 #include "nla/dist/communicator.hpp"
+#include "nla/dist/device.hpp"            // defines: device_kind, resolve_device
 #include "nla/nla/checkpoint.hpp"
 #include "nla/nla/losses.hpp"
 #include "nla/nla/prompts.hpp"
 #include "nla/nla/reconstructor.hpp"
 #include "nla/nla/verbalizer.hpp"
 #include "nla/store/activation_store.hpp"
+#include "nla/store/activation_tensor.hpp"  // defines: read_rows_tensor
 #include "nla/tokenizer/tokenizer.hpp"
+#include "nla/train/metrics_file.hpp"       // defines: truncate_metrics
 #include "nla/train/sharded_nla.hpp"
 #include "nla/train/trainer_state.hpp"
 
 namespace nla::train {
 
 namespace {
-
-// Rows of the store as a (N, d) fp32 tensor on the CPU.
-at::Tensor read_acts(const store::ActivationStore& acts, int layer, const std::vector<int64_t>& rows) {
-  auto values = acts.read_rows(layer, rows);
-  return at::from_blob(values.data(), {static_cast<int64_t>(rows.size()), acts.hidden_size()}, at::kFloat).clone();
-}
 
 // This rank's contiguous part of `rows` (sizes differ by at most one).
 std::vector<int64_t> share_of(const std::vector<int64_t>& rows, int rank, int size) {
@@ -57,38 +54,16 @@ std::vector<int64_t> part_of(const std::vector<int64_t>& rows, int64_t m, int64_
   return share_of(rows, static_cast<int>(m), static_cast<int>(n));
 }
 
-// The device `name` names, checked, without choosing a GPU index: no collective, so rank 0
-// may call it alone (check_sft_inputs).
-c10::Device device_kind(const std::string& name) {
-  if (name == "cuda") {
-    NLA_CHECK_INPUT(at::detail::getCUDAHooks().getNumGPUs() > 0,
-                    "option 'device': cuda requested but no CUDA device is visible");
-    return c10::Device(c10::DeviceType::CUDA);
-  }
-  try {
-    return c10::Device(name);
-  } catch (const std::exception&) {
-    NLA_INPUT_ERROR("option 'device': expected cpu, cuda or cuda:N, got '", name, "'");
-  }
-}
-
-// The device of this rank: "cuda" is the local rank's GPU (one device per local rank).
-// Collective over the world the first time (dist::local_rank): every rank calls it.
-c10::Device resolve_device(const std::string& name) {
-  const c10::Device device = device_kind(name);
-  if (name != "cuda") return device;
-  const int count = at::detail::getCUDAHooks().getNumGPUs();
-  return c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(dist::local_rank() % count));
-}
-
-c10::ScalarType resolve_precision(const std::string& precision, c10::Device device) {
+c10::ScalarType resolve_precision(const std::string& precision, c10::DeviceType device) {
   if (precision == "fp32") return at::kFloat;
   if (precision == "bf16") return at::kBFloat16;
   NLA_CHECK_INPUT(precision == "auto", "option 'precision': expected auto, fp32 or bf16, got '", precision, "'");
-  return device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  return device == c10::DeviceType::CUDA ? at::kBFloat16 : at::kFloat;
 }
 
-// The store, its descriptions and the split, validated (collectively: rank 0 checks and
+}  // namespace
+
+// The store, its descriptions and the split, validated (check_sft_inputs: rank 0 checks and
 // every rank raises the same error).
 struct SftData {
   std::unique_ptr<store::ActivationStore> acts;
@@ -100,6 +75,8 @@ struct SftData {
   double injection_scale = 0;
   at::Tensor mean_direction;  // (1, d) fp32: the mean of the normalised training rows
 };
+
+namespace {
 
 SftData load_data(const SftOptions& o, const char* command) {
   NLA_CHECK_INPUT(!o.store.empty(), "option 'store': expected an activation store");
@@ -149,7 +126,7 @@ SftData load_data(const SftOptions& o, const char* command) {
     std::shuffle(stat_rows.begin(), stat_rows.end(), rng);
     stat_rows.resize(8192);
   }
-  auto stat_acts = read_acts(acts, data.layer, stat_rows);  // (S, d)
+  auto stat_acts = store::read_rows_tensor(acts, data.layer, stat_rows);  // (S, d)
   data.var_nrm = autoencoder::var_nrm(stat_acts);
   data.mean_direction = autoencoder::normalise_rows(stat_acts).mean(0, /*keepdim=*/true);  // (1, d)
   data.injection_scale = o.injection_scale;
@@ -177,21 +154,8 @@ struct SftTask {
   dist::ShardedAdamW* optimizer = nullptr;
 };
 
-// Keeps metrics.jsonl records up to `step` (a resumed run rewrites what came after).
-void truncate_metrics(const std::string& path, int64_t step) {
-  std::ifstream in(path);
-  if (!in) return;
-  std::string kept, line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (record.is_discarded() || record.value("step", int64_t{0}) <= step) kept += line + "\n";
-  }
-  write_file_atomic(path, kept);
-}
-
 SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const dist::Communicator& comm,
-                  const std::string& checkpoint) {
+                  const std::string& checkpoint, const StopSignals& stop) {
   namespace fs = std::filesystem;
   const bool root = comm.rank() == 0;
   SftResult result;
@@ -230,8 +194,11 @@ SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const
                task.command, static_cast<long long>(step), e.loss, e.fve_nrm, e.baseline_mse_nrm,
                e.baseline_fve_nrm);
     } else {
-      log_info("%s: step %lld | val loss %.4f (token-mean NLL of the answers)", task.command,
-               static_cast<long long>(step), e.loss);
+      record["loss_shuffled"] = e.loss_shuffled;
+      record["vector_gain"] = e.loss_shuffled - e.loss;
+      log_info("%s: step %lld | val loss %.4f (token-mean NLL of the answers) | with shuffled vectors %.4f: "
+               "the vector is worth %.4f nats/token",
+               task.command, static_cast<long long>(step), e.loss, e.loss_shuffled, e.loss_shuffled - e.loss);
     }
     write_metrics(record);
     result.evals.push_back(e);
@@ -254,6 +221,7 @@ SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const
     evaluate(0);
   }
 
+  const int kill_signal = signal_from_name(o.kill_signal, "kill-signal");
   const int64_t per_rank = (o.batch + comm.size() - 1) / comm.size();
   const int64_t micro_batches = o.micro_batch > 0 ? (per_rank + o.micro_batch - 1) / o.micro_batch : 1;
   Progress progress(task.command, o.steps, "steps");
@@ -296,11 +264,21 @@ SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const
 
     const bool last = step + 1 == o.steps;
     if (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0)) evaluate(step + 1);
-    if (!last && o.save_every > 0 && (step + 1) % o.save_every == 0) save_state(step + 1);
-    if (o.kill_after_steps >= 0 && step + 1 >= o.kill_after_steps && root) {
-      log_info("%s: --kill-after-steps %lld: killing rank 0 (a test of resume)", task.command,
-               static_cast<long long>(o.kill_after_steps));
-      std::raise(SIGKILL);
+    const bool saved = !last && o.save_every > 0 && (step + 1) % o.save_every == 0;
+    if (saved) save_state(step + 1);
+    if (o.kill_after_steps >= 0 && step + 1 == o.kill_after_steps && root) {
+      log_info("%s: --kill-after-steps %lld: rank 0 raises %s (a test of resume)", task.command,
+               static_cast<long long>(o.kill_after_steps), signal_name(kill_signal).c_str());
+      std::raise(kill_signal);
+    }
+    // Step boundary: a stop signal on any rank stops every rank here, after saving this
+    // step's trainer_state/ as a periodic save would (the last step just finishes).
+    if (last) continue;
+    if (const int signal = stop.agreed(comm.mpi_comm())) {
+      if (!saved) save_state(step + 1);
+      throw StoppedBySignal(signal, str("stopped by ", signal_name(signal), " after step ", step + 1, " of ",
+                                        o.steps, "; checkpoint written to ", o.out,
+                                        "/trainer_state; rerun the same command to resume"));
     }
   }
   progress.finish();
@@ -314,20 +292,36 @@ std::string tokenizer_dir(const SftOptions& o) { return o.tokenizer.empty() ? o.
 
 }  // namespace
 
-// Rank 0 checks the inputs; a problem is raised on every rank as one message.
-void check_sft_inputs(const SftOptions& o, const char* command) {
+// Rank 0 checks the inputs (a problem is raised on every rank as one message), then the
+// other ranks read the same, already validated, data; rank 0 keeps what it read.
+SftInputs check_sft_inputs(const SftOptions& o, const char* command) {
+  auto data = std::make_shared<SftData>();
   run_on_root(MPI_COMM_WORLD, [&] {
-    auto data = load_data(o, command);
-    resolve_precision(o.precision, device_kind(o.device));
+    *data = load_data(o, command);
+    resolve_precision(o.precision, dist::device_kind(o.device));  // the kind only: no GPU chosen here
+    signal_from_name(o.kill_signal, "kill-signal");
     auto config = model::Qwen2Config::from_file(o.model);
-    NLA_CHECK_INPUT(config.hidden_size == data.acts->hidden_size(), o.store, ": hidden_size ",
-                    data.acts->hidden_size(), " differs from the model's ", config.hidden_size, " (", o.model,
+    NLA_CHECK_INPUT(config.hidden_size == data->acts->hidden_size(), o.store, ": hidden_size ",
+                    data->acts->hidden_size(), " differs from the model's ", config.hidden_size, " (", o.model,
                     "/config.json)");
     NLA_CHECK_INPUT(o.layer < config.num_hidden_layers, "option 'layer': ", o.layer, " but ", o.model, " has ",
                     config.num_hidden_layers, " layers");
     tokenizer::Tokenizer::from_file(tokenizer_dir(o));
   });
+  if (!is_root()) *data = load_data(o, command);
+  return {std::move(data), command};
 }
+
+namespace {
+
+// The checked inputs of `command` (train_ar / train_av are given what check_sft_inputs made).
+const SftData& checked_data(const SftInputs& inputs, const char* command) {
+  NLA_CHECK(inputs.data && inputs.command == command, command, ": expected the inputs of check_sft_inputs(options, \"",
+            command, "\"), got those of '", inputs.command, "'");
+  return *inputs.data;
+}
+
+}  // namespace
 
 RowSplit split_by_document(const std::vector<int64_t>& row_documents, double validation_fraction, int64_t seed) {
   NLA_CHECK_INPUT(validation_fraction > 0 && validation_fraction < 1,
@@ -369,12 +363,12 @@ std::vector<int64_t> step_rows(const std::vector<int64_t>& train, int64_t batch,
 
 // ---- AR ----------------------------------------------------------------------------------
 
-SftResult train_ar(const SftOptions& o) {
+SftResult train_ar(const SftOptions& o, const SftInputs& inputs) {
+  const StopSignals stop;  // from here a stop signal waits for the next step boundary
   const auto comm = dist::Communicator::world();
-  check_sft_inputs(o, "train-ar");
-  SftData data = load_data(o, "train-ar");
-  const c10::Device device = resolve_device(o.device);
-  const auto compute_dtype = resolve_precision(o.precision, device);
+  const SftData& data = checked_data(inputs, "train-ar");
+  const c10::Device device = dist::resolve_device(o.device);
+  const auto compute_dtype = resolve_precision(o.precision, device.type());
   auto tokenizer = tokenizer::Tokenizer::from_file(tokenizer_dir(o));
   model::LoadOptions load;
   load.device = device;
@@ -406,7 +400,7 @@ SftResult train_ar(const SftOptions& o) {
   task.optimizer = &optimizer;
   task.weight = [](const std::vector<int64_t>& rows) { return static_cast<double>(rows.size()); };
   task.accumulate = [&](const std::vector<int64_t>& rows, double scale) {
-    auto target = read_acts(*data.acts, data.layer, rows).to(device);   // (R, d)
+    auto target = store::read_rows_tensor(*data.acts, data.layer, rows).to(device);   // (R, d)
     auto per_row = ar->accumulate_gradients(batch_of(rows), target, scale);  // (R)
     return std::make_pair(per_row.sum().item<double>(), static_cast<double>(rows.size()));
   };
@@ -421,7 +415,7 @@ SftResult train_ar(const SftOptions& o) {
       auto mine = share_of(chunk, comm.rank(), comm.size());
       const bool idle = mine.empty();
       if (idle) mine = {data.eval_rows.front()};
-      auto target = read_acts(*data.acts, data.layer, mine).to(device);  // (R, d)
+      auto target = store::read_rows_tensor(*data.acts, data.layer, mine).to(device);  // (R, d)
       auto predicted = ar->predict(batch_of(mine));                      // (R, d)
       if (idle) continue;
       sum += autoencoder::mse_nrm(predicted, target).sum().item<double>();
@@ -449,17 +443,17 @@ SftResult train_ar(const SftOptions& o) {
            static_cast<long long>(o.layer), data.split.train.size(), data.split.validation.size(),
            data.eval_rows.size(), data.var_nrm, data.injection_scale, static_cast<long long>(memory.total_parameters),
            comm.size(), compute_dtype == at::kBFloat16 ? "bf16" : "fp32");
-  return run_sft(o, data, task, comm, o.out + "/ar");
+  return run_sft(o, data, task, comm, o.out + "/ar", stop);
 }
 
 // ---- AV ----------------------------------------------------------------------------------
 
-SftResult train_av(const SftOptions& o) {
+SftResult train_av(const SftOptions& o, const SftInputs& inputs) {
+  const StopSignals stop;  // from here a stop signal waits for the next step boundary
   const auto comm = dist::Communicator::world();
-  check_sft_inputs(o, "train-av");
-  SftData data = load_data(o, "train-av");
-  const c10::Device device = resolve_device(o.device);
-  const auto compute_dtype = resolve_precision(o.precision, device);
+  const SftData& data = checked_data(inputs, "train-av");
+  const c10::Device device = dist::resolve_device(o.device);
+  const auto compute_dtype = resolve_precision(o.precision, device.type());
   auto tokenizer = tokenizer::Tokenizer::from_file(tokenizer_dir(o));
   const auto prompt = autoencoder::av_prompt(tokenizer);
 
@@ -487,12 +481,21 @@ SftResult train_av(const SftOptions& o) {
   adamw.weight_decay = o.weight_decay;
   dist::ShardedAdamW optimizer(av.sharded(), adamw);
 
-  auto batch_of = [&](const std::vector<int64_t>& rows) {
+  // The answers of `rows` with the activations of `vector_rows` (the same rows but in
+  // the shuffled-vector validation).
+  auto batch_with_vectors = [&](const std::vector<int64_t>& rows, const std::vector<int64_t>& vector_rows) {
     std::vector<std::vector<int64_t>> batch_answers;
     for (int64_t row : rows) batch_answers.push_back(answers[static_cast<size_t>(row)]);
-    auto acts = read_acts(*data.acts, data.layer, rows);  // (R, d)
+    auto acts = store::read_rows_tensor(*data.acts, data.layer, vector_rows);  // (R, d)
     return make_av_batch(prompt, acts, batch_answers, data.injection_scale, device, compute_dtype);
   };
+  auto batch_of = [&](const std::vector<int64_t>& rows) { return batch_with_vectors(rows, rows); };
+  // Validation row i borrows the activation of row i + n/2 (mod n): a derangement for n >= 2
+  // that pairs rows far apart in the store (neighbouring rows share a document).
+  std::map<int64_t, int64_t> borrowed_vector;
+  for (size_t i = 0; i < data.eval_rows.size(); ++i)
+    borrowed_vector[data.eval_rows[i]] = data.eval_rows[(i + std::max<size_t>(1, data.eval_rows.size() / 2)) %
+                                                        data.eval_rows.size()];
   auto tokens_of = [&](const std::vector<int64_t>& rows) {
     double n = 0;
     for (int64_t row : rows) n += static_cast<double>(answers[static_cast<size_t>(row)].size());
@@ -509,7 +512,7 @@ SftResult train_av(const SftOptions& o) {
     return std::make_pair(per_row.select(1, 0).sum().item<double>(), per_row.select(1, 1).sum().item<double>());
   };
   task.evaluate = [&](int64_t step) {
-    double nll = 0;
+    double nll = 0, nll_shuffled = 0;
     for (size_t first = 0; first < data.eval_rows.size(); first += static_cast<size_t>(o.batch)) {
       std::vector<int64_t> chunk(data.eval_rows.begin() + static_cast<int64_t>(first),
                                  data.eval_rows.begin() +
@@ -517,12 +520,19 @@ SftResult train_av(const SftOptions& o) {
       auto mine = share_of(chunk, comm.rank(), comm.size());
       const bool idle = mine.empty();
       if (idle) mine = {data.eval_rows.front()};
-      auto logprobs = av.token_logprobs(batch_of(mine));  // (R, A)
-      if (!idle) nll -= logprobs.sum().item<double>();
+      std::vector<int64_t> borrowed;
+      for (int64_t row : mine) borrowed.push_back(borrowed_vector.at(row));
+      auto logprobs = av.token_logprobs(batch_of(mine));                                 // (R, A)
+      auto logprobs_shuffled = av.token_logprobs(batch_with_vectors(mine, borrowed));    // (R, A)
+      if (!idle) {
+        nll -= logprobs.sum().item<double>();
+        nll_shuffled -= logprobs_shuffled.sum().item<double>();
+      }
     }
     SftEval e;
     e.step = step;
     e.loss = comm.all_reduce_scalar(nll) / tokens_of(data.eval_rows);
+    e.loss_shuffled = comm.all_reduce_scalar(nll_shuffled) / tokens_of(data.eval_rows);
     return e;
   };
   task.save_checkpoint = [&](const std::string& directory) {
@@ -538,7 +548,7 @@ SftResult train_av(const SftOptions& o) {
            data.eval_rows.size(), data.injection_scale,
            static_cast<long long>(av.sharded().memory().total_parameters), comm.size(),
            compute_dtype == at::kBFloat16 ? "bf16" : "fp32");
-  return run_sft(o, data, task, comm, o.out + "/av");
+  return run_sft(o, data, task, comm, o.out + "/av", stop);
 }
 
 }  // namespace nla::train

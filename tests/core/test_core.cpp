@@ -1,14 +1,17 @@
-// nla_core: error type and checked-call macros, formatting, progress line, atomic files.
+// nla_core: error type and checked-call macros, formatting, progress line, atomic files,
+// stop signals.
 #include <gtest/gtest.h>
 #include <hdf5.h>
 #include <mpi.h>
 
+#include <csignal>
 #include <filesystem>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
+#include "nla/core/stop_signal.hpp"
 #include "test_support.hpp"
 
 namespace nla {
@@ -105,6 +108,29 @@ TEST(AtomicFile, InvisibleUntilCommitAndRemovedWithoutIt) {
   EXPECT_EQ(read_file(path), "complete");
   EXPECT_THROW(read_file(dir.file("missing")), InputError);
   EXPECT_THROW(AtomicFile(dir.file("no/such/dir/x")), InputError);
+}
+
+TEST(StopSignals, RecordTheFirstSignalAndRestoreTheHandlers) {
+  {
+    StopSignals stop;
+    EXPECT_EQ(stop.agreed(MPI_COMM_WORLD), 0);
+    std::raise(SIGUSR1);  // recorded, not fatal
+    std::raise(SIGTERM);  // the first one stays the one reported
+    EXPECT_EQ(stop.agreed(MPI_COMM_WORLD), SIGUSR1);
+  }
+  {
+    StopSignals again;  // a new run starts clean
+    EXPECT_EQ(again.agreed(MPI_COMM_WORLD), 0);
+  }
+  struct sigaction now = {};
+  ASSERT_EQ(sigaction(SIGTERM, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);  // the test binary's own disposition is back
+  EXPECT_EQ(signal_name(SIGTERM), "SIGTERM");
+  EXPECT_EQ(signal_from_name("TERM", "kill-signal"), SIGTERM);
+  EXPECT_EQ(signal_from_name("SIGUSR1", "kill-signal"), SIGUSR1);
+  EXPECT_THROW(signal_from_name("HUP", "kill-signal"), InputError);
+  StoppedBySignal stopped(SIGTERM, "stopped");
+  EXPECT_EQ(stopped.exit_status(), 143);
 }
 
 }  // namespace nla

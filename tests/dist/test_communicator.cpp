@@ -1,12 +1,15 @@
 // The communicator's collectives against hand-computed results, on whatever rank count the
 // launcher gave (ctest runs 1, 2, 3 and 4): float32 and bfloat16 (reduced in fp32), odd
-// element counts, strided tensors, in-place all-gather, point-to-point, sub-groups.
+// element counts, strided tensors, in-place all-gather, point-to-point, sub-groups; the
+// `device` option's resolution (on a CPU-only build: cpu and auto give the CPU).
 // Every rank runs every collective; checks come after, so a failed EXPECT never leaves a
 // peer waiting in a collective.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "nla/core/error.hpp"
 #include "nla/dist/communicator.hpp"
+#include "nla/dist/device.hpp"
 
 namespace {
 
@@ -154,6 +157,21 @@ TEST(Communicator, SubGroupsBySplit) {
   if (none.valid()) {
     EXPECT_EQ(none.size(), n - 1);
   }
+}
+
+TEST(Device, NamesResolvePerRankWithoutAGpu) {
+  // Every rank calls resolve_device (collective: the node-local rank, once per process).
+  const int size = Communicator::world().size();
+  const auto cpu = nla::dist::resolve_device("cpu");
+  const bool gpus = at::hasCUDA();
+  const auto automatic = nla::dist::resolve_device("auto");
+  EXPECT_TRUE(cpu.is_cpu());
+  EXPECT_EQ(automatic.is_cuda(), gpus);
+  EXPECT_GE(nla::dist::local_rank(), 0);
+  EXPECT_LT(nla::dist::local_rank(), size);
+  EXPECT_THROW(nla::dist::device_kind("gpu"), nla::InputError);
+  EXPECT_THROW(nla::dist::device_kind("mps"), nla::InputError);
+  if (!gpus) EXPECT_THROW(nla::dist::device_kind("cuda:0"), nla::InputError);
 }
 
 }  // namespace

@@ -4,17 +4,7 @@
 # that h5py reads. Skips (77) where Slurm cannot run (not installed, not root).
 #   test_slurm_extract.sh NLA_BINARY
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-nla=${1:?nla binary}
-work=$(mktemp -d)
-chmod 755 "$work"  # munged runs as the munge user
-state=$work/slurm
-cleanup() { "$repo/tests/tools/slurm_local.sh" stop "$state"; rm -rf "$work"; }
-trap cleanup EXIT
-status=0
-"$repo/tests/tools/slurm_local.sh" start "$state" || status=$?
-[[ $status -eq 0 ]] || exit $status
-export SLURM_CONF=$state/slurm.conf
+source "$(dirname "$0")/slurm_test_lib.sh"  # repo, nla, work, a Slurm for this test
 
 "$nla" init-model --preset tiny --seed 2 --out "$work/model" --log-level warn
 cat > "$work/extract.ini" <<INI

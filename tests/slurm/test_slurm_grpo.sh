@@ -1,22 +1,15 @@
 #!/usr/bin/env bash
 # `sbatch slurm/grpo.sh CONFIG --layout split ...` on a real single-node Slurm started for
 # this test (tests/tools/slurm_local.sh): 3 tasks through srun --mpi=pmix (trainer, rollout,
-# reward) run 2 GRPO steps and write the metrics, the AV/AR checkpoints and trainer_state.
-# The AV is the base model with an AV nla_meta.yaml (no SFT: this checks the plumbing).
-# Skips (77) where Slurm cannot run (not installed, not root).
+# reward). A long job is stopped as its time limit would stop it (--signal=B:USR1: SIGUSR1
+# to the batch shell only, here by scancel --batch): the ranks stop after the same step S
+# with its checkpoint and the job ends with 138 (128 + SIGUSR1); the resubmitted job
+# resumes from S, runs step S + 1 and writes the metrics, the AV/AR checkpoints and
+# trainer_state. The AV is the base model with an AV nla_meta.yaml (no SFT: this checks
+# the plumbing). Skips (77) where Slurm cannot run (not installed, not root).
 #   test_slurm_grpo.sh NLA_BINARY
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-nla=${1:?nla binary}
-work=$(mktemp -d)
-chmod 755 "$work"  # munged runs as the munge user
-state=$work/slurm
-cleanup() { "$repo/tests/tools/slurm_local.sh" stop "$state"; rm -rf "$work"; }
-trap cleanup EXIT
-status=0
-"$repo/tests/tools/slurm_local.sh" start "$state" || status=$?
-[[ $status -eq 0 ]] || exit $status
-export SLURM_CONF=$state/slurm.conf
+source "$(dirname "$0")/slurm_test_lib.sh"  # repo, nla, work, a Slurm for this test
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 "$nla" init-model --preset tiny --seed 2 --out "$work/model" --log-level warn
@@ -40,13 +33,34 @@ max-new-tokens = 4
 checkpoint-every = 1
 INI
 cd "$repo"
-NLA_BIN=$nla sbatch --wait --ntasks=3 --ntasks-per-node=3 --cpus-per-task=1 --output="$work/job.out" --export=ALL \
-  slurm/grpo.sh "$work/grpo.ini" --layout split --trainer-ranks 1 --rollout-ranks 1 --reward-ranks 1
+sbatch_grpo() {  # sbatch_grpo LOG [sbatch options] -- [nla grpo options]
+  local log=$1 options=()
+  shift
+  while [[ $1 != -- ]]; do options+=("$1"); shift; done
+  shift
+  NLA_BIN=$nla sbatch "${options[@]}" --ntasks=3 --ntasks-per-node=3 --cpus-per-task=1 --output="$work/$log" \
+    --export=ALL slurm/grpo.sh "$work/grpo.ini" --layout split --trainer-ranks 1 --rollout-ranks 1 --reward-ranks 1 "$@"
+}
+
+# 1. 1000 steps, stopped once the first step is in metrics.jsonl.
+job=$(sbatch_grpo stopped.out --parsable -- --steps 1000 | cut -d';' -f1)
+until grep -qs '"step"' "$work/run/metrics.jsonl" || ! squeue -h -j "$job" | grep -q .; do sleep 0.5; done
+scancel --batch --signal=USR1 "$job"
+while squeue -h -j "$job" | grep -q .; do sleep 0.5; done
+cat "$work/stopped.out" >&2
+step=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["step"])' "$work/run/trainer_state/state.json")
+grep -q "nla grpo: stopped by SIGUSR1 after step $step of 1000; checkpoint written to $work/run " "$work/stopped.out"
+scontrol show job "$job" | grep -q "ExitCode=138:0"
+[[ $(wc -l < "$work/run/metrics.jsonl") -eq $step ]]
+
+# 2. Resubmitted with one more step: continues from the stop's checkpoint.
+sbatch_grpo job.out --wait -- --steps $((step + 1))
 cat "$work/job.out" >&2
 grep -q "nla-grpo job" "$work/job.out"
 grep -q "split: trainer ranks 0, rollout 1, reward 2" "$work/job.out"
+grep -q "grpo: resuming after step $step" "$work/job.out"
 grep -q "grpo: done" "$work/job.out"
-[[ $(wc -l < "$work/run/metrics.jsonl") -eq 2 ]]
+[[ $(wc -l < "$work/run/metrics.jsonl") -eq $((step + 1)) ]]
 for f in av/nla_meta.yaml ar/value_head.safetensors trainer_state/state.json config.ini provenance.json; do
   [[ -e $work/run/$f ]] || { echo "missing $f" >&2; exit 1; }
 done

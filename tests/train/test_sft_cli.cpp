@@ -2,8 +2,11 @@
 // the bundled corpus: the AR's validation fve_nrm rises above the mean baseline and its
 // loss falls; the AV's loss falls and the trained AV's greedy descriptions parse in the
 // answer format; a run killed by SIGKILL resumes from trainer_state/ with the same losses
-// (bit-identical on the same rank count, within fp32 tolerance on another); bad input exits
-// 2 with one line; a non-finite loss stops the run naming the step and the rows.
+// (bit-identical on the same rank count, within fp32 tolerance on another); a SIGTERM stops
+// every rank after the same step with trainer_state/ saved and exit 143, and the resumed
+// run is bit-identical to an uninterrupted one; a stop sent to jobs/lib.sh reaches the
+// ranks through mpirun; bad input exits 2 with one line; a non-finite loss stops the run
+// naming the step and the rows.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -44,15 +47,6 @@ class TrainAr : public testing::Test {
   static TempDir* dir_;
 };
 TempDir* TrainAr::dir_ = nullptr;
-
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-  std::vector<nlohmann::json> records;
-  std::istringstream in(read_text(path));
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) records.push_back(nlohmann::json::parse(line));
-  return records;
-}
 
 TEST_F(TrainAr, ValidationFveNrmRisesAndLossFalls) {
   std::string run = dir_->file("run");
@@ -116,6 +110,16 @@ TEST_F(TrainAr, BadInputExitsTwoWithOneLine) {
 }
 
 
+// The metrics records without their timing, as text: equal text is bit-identical numbers.
+std::vector<std::string> records_without_timing(const std::string& run) {
+  std::vector<std::string> records;
+  for (auto record : read_jsonl(run + "/metrics.jsonl")) {
+    record.erase("ms");
+    records.push_back(record.dump());
+  }
+  return records;
+}
+
 // Losses of the train records, by step.
 std::vector<double> train_losses(const std::string& run) {
   std::vector<double> losses;
@@ -154,6 +158,63 @@ TEST_F(TrainAr, KilledRunResumesWithTheSameLosses) {
   ASSERT_EQ(other.size(), reference.size());
   for (size_t i = 0; i < other.size(); ++i) EXPECT_NEAR(other[i], reference[i], 1e-5) << "step " << i + 1;
   EXPECT_TRUE(std::filesystem::exists(dir_->file("other/ar/nla_meta.yaml")));
+}
+
+TEST_F(TrainAr, SigtermStopsEveryRankAfterOneStepAndResumesExactly) {
+  const std::string common = "train-ar --store " + dir_->file("acts.h5") + " --layer 1 --model " +
+                             dir_->file("model") + " --steps 6 --batch 6 --save-every 0 --eval-every 0"
+                             " --lr-max 3e-3 --lr-warmup-steps 1 --seed 4 --threads 1 --out ";
+  const std::string whole = dir_->file("whole2"), stopped = dir_->file("stopped");
+  auto reference = run_command(mpirun(2) + common + whole);
+  ASSERT_EQ(reference.exit_status, 0) << reference.err;
+
+  // SIGTERM raised in rank 0 alone after step 3 (in-process: deterministic): rank 1 learns
+  // of it through the step-boundary all-reduce, both save trainer_state/ for step 3 (no
+  // periodic save there: save-every 0) and exit 143.
+  auto stop = run_command(mpirun(2) + common + stopped + " --kill-after-steps 3 --kill-signal TERM");
+  EXPECT_EQ(stop.exit_status, 143) << stop.err;
+  const std::string line = "nla train-ar: stopped by SIGTERM after step 3 of 6; checkpoint written to " + stopped +
+                           "/trainer_state; rerun the same command to resume\n";
+  EXPECT_NE(stop.err.find(line), std::string::npos) << stop.err;
+  size_t lines = 0;
+  for (size_t at = stop.err.find("stopped by"); at != std::string::npos; at = stop.err.find("stopped by", at + 1)) ++lines;
+  EXPECT_EQ(lines, 1u) << stop.err;
+  auto state = nlohmann::json::parse(read_text(stopped + "/trainer_state/state.json"));
+  EXPECT_EQ(state["step"].get<int64_t>(), 3);
+  EXPECT_EQ(state["world_size"].get<int64_t>(), 2);
+  EXPECT_EQ(train_losses(stopped).size(), 3u);
+  EXPECT_FALSE(std::filesystem::exists(stopped + "/ar"));  // the checkpoint comes at the end, as without a stop
+
+  // Resumed on the same rank count: every record (train and validation) bit-identical to
+  // the uninterrupted run, and the same final weights.
+  auto resumed = run_command(mpirun(2) + common + stopped);
+  ASSERT_EQ(resumed.exit_status, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resumed from " + stopped + "/trainer_state at step 3"), std::string::npos) << resumed.err;
+  EXPECT_EQ(records_without_timing(stopped), records_without_timing(whole));
+  EXPECT_EQ(read_text(stopped + "/ar/model.safetensors"), read_text(whole + "/ar/model.safetensors"));
+  EXPECT_EQ(read_text(stopped + "/ar/value_head.safetensors"), read_text(whole + "/ar/value_head.safetensors"));
+}
+
+TEST_F(TrainAr, StopSignalToTheJobScriptReachesEveryRankThroughMpirun) {
+  // jobs/lib.sh's nla_launch outside Slurm (mpirun): SIGTERM to the script is passed on as
+  // SIGUSR1, which mpirun forwards to every rank (a SIGTERM it would follow with SIGKILL).
+  // The signal lands at an arbitrary moment, so the step S is read back, not fixed.
+  const std::string run = dir_->file("scripted");
+  const std::string job = "NLA_BIN=" + std::string(NLA_BINARY) + " bash -c 'source " + repo_path("jobs/lib.sh") +
+                          "; nla_launch 2 train-ar --store " + dir_->file("acts.h5") + " --layer 1 --model " +
+                          dir_->file("model") + " --steps 500 --batch 4 --eval-every 0 --threads 1 --out " + run + "'";
+  auto result = run_command(job + " & job=$!; until grep -q '\"split\":\"train\"' " + run +
+                            "/metrics.jsonl 2>/dev/null || ! kill -0 $job 2>/dev/null; do sleep 0.1; done;"
+                            " kill -TERM $job; wait $job");
+  EXPECT_EQ(result.exit_status, 138) << result.err;  // 128 + SIGUSR1
+  auto state = nlohmann::json::parse(read_text(run + "/trainer_state/state.json"));
+  const int64_t step = state["step"].get<int64_t>();
+  EXPECT_GE(step, 1);
+  EXPECT_LT(step, 500);
+  EXPECT_EQ(static_cast<int64_t>(train_losses(run).size()), step);
+  EXPECT_NE(result.err.find("nla train-ar: stopped by SIGUSR1 after step " + std::to_string(step) + " of 500; "),
+            std::string::npos)
+      << result.err;
 }
 
 TEST_F(TrainAr, AvLossFallsAndDescriptionsParse) {

@@ -137,7 +137,7 @@ void expect_close(const std::vector<double>& a, const std::vector<double>& b, do
 TEST_F(ShardedSft, ArMatchesUnshardedTraining) {
   ASSERT_TRUE(ok_);
   auto o = options("ar");
-  auto result = train::train_ar(o);
+  auto result = train::train_ar(o, train::check_sft_inputs(o, "train-ar"));
   if (rank() != 0) return;
   store::ActivationStore acts(o.store);
   auto descriptions = acts.read_descriptions("gold");
@@ -168,7 +168,7 @@ TEST_F(ShardedSft, AvMatchesUnshardedTraining) {
   ASSERT_TRUE(ok_);
   auto o = options("av");
   o.micro_batch = 0;
-  auto result = train::train_av(o);
+  auto result = train::train_av(o, train::check_sft_inputs(o, "train-av"));
   if (rank() != 0) return;
   store::ActivationStore acts(o.store);
   auto descriptions = acts.read_descriptions("gold");

@@ -15,6 +15,7 @@
 //                          freshest successful (description, activation) pairs
 //                sync      new AV to the rollout ranks, new AR to the reward ranks
 //                metrics   metrics.jsonl + one step line; checkpoints every N steps
+//                stop      a stop signal on any rank: every rank checkpoints and stops here
 //
 // Everything random is a function of (seed, step, row, j) and every reduction divides by
 // global counts, so the run is the same on any layout with the same trainer group size,
@@ -69,7 +70,8 @@ struct GrpoOptions {
   // operation
   int64_t checkpoint_every = 50;       // 0: only at the end
   int64_t sync_bucket_mb = 64;
-  int64_t kill_after_steps = -1;       // testing: rank 0 SIGKILLs itself after this step
+  int64_t kill_after_steps = -1;       // testing: rank 0 raises kill_signal after this step
+  std::string kill_signal = "KILL";    // KILL (dies at once) | TERM | INT | USR1 (a graceful stop)
 };
 
 struct GrpoRunInfo {
@@ -79,6 +81,9 @@ struct GrpoRunInfo {
 };
 
 // Collective over MPI_COMM_WORLD. InputError for bad options or inputs (one line).
+// SIGTERM, SIGINT or SIGUSR1 on any rank: every rank stops after the same step, the
+// checkpoint of that step is written (av/, ar/, trainer_state/) and StoppedBySignal is
+// thrown on every rank (nla/core/stop_signal.hpp).
 void run_grpo(const GrpoOptions& options, const GrpoRunInfo& info = {});
 
 }  // namespace nla::grpo

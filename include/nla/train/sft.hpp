@@ -5,7 +5,8 @@
 // the ranks -> resume from <out>/trainer_state when present -> steps (validation every N,
 // then the step's global batch split over ranks and micro-batches, gradients summed,
 // global-norm clipping, sharded AdamW with warmup + cosine) -> trainer_state every
-// save_every steps -> the checkpoint (DESIGN section 3) at the end.
+// save_every steps -> the checkpoint (DESIGN section 3) at the end. A stop signal (SIGTERM,
+// SIGINT, SIGUSR1) ends the run at the next step boundary with trainer_state saved there.
 //
 // Rank-count independence: step s trains on a global batch of `batch` rows that depends
 // only on (seed, s); each rank takes a contiguous part of it; the loss is a sum over rows
@@ -21,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -51,7 +53,8 @@ struct SftOptions {
   double validation_fraction = 0.1;  // of the documents
   double injection_scale = 0;        // s; 0 = the training rows' mean norm, rounded up
   int64_t seed = 0;
-  int64_t kill_after_steps = -1;     // tests: SIGKILL rank 0 after this many steps
+  int64_t kill_after_steps = -1;     // tests: rank 0 raises kill_signal after this many steps
+  std::string kill_signal = "KILL";  // KILL (dies at once) | TERM | INT | USR1 (a graceful stop)
 };
 
 struct SftEval {
@@ -59,6 +62,10 @@ struct SftEval {
   double loss = 0;                                    // AR: mse_nrm; AV: token-mean NLL
   double fve_nrm = 0;                                 // AR only
   double baseline_mse_nrm = 0, baseline_fve_nrm = 0;  // AR only: the mean direction
+  // AV only: the same answers with every row's activation swapped for another row's (a
+  // fixed derangement). loss_shuffled - loss is what the injected vector is worth in nats per
+  // token: about 0 means the AV ignores it and writes one description for every vector.
+  double loss_shuffled = 0;
 };
 
 struct SftResult {
@@ -70,16 +77,28 @@ struct SftResult {
   std::string checkpoint;      // <out>/ar or <out>/av
 };
 
-// Collective over MPI_COMM_WORLD. InputError (raised on every rank) for bad options or
-// input; Error for a non-finite loss, naming the step and the sample rows (the last
-// trainer_state/ stays as it was).
-SftResult train_ar(const SftOptions& options);
-SftResult train_av(const SftOptions& options);
+struct SftData;  // sft.cpp: the open store, its descriptions, the split, the statistics
 
-// The input checks both run first (store, layer, descriptions, model width and depth,
-// tokenizer, device), collectively: commands call it before announcing their config, so
-// bad input stays one line. command: "train-ar" | "train-av".
-void check_sft_inputs(const SftOptions& options, const char* command);
+// The inputs of one run, checked and read once by check_sft_inputs (opaque to callers).
+struct SftInputs {
+  std::shared_ptr<const SftData> data;
+  std::string command;  // "train-ar" | "train-av"
+};
+
+// Checks the inputs (store, layer, descriptions, model width and depth, tokenizer, device
+// kind) on rank 0, so bad input is one line with exit 2, then every rank reads the store's
+// split and statistics once. Collective over MPI_COMM_WORLD. Commands call it before they
+// announce their config and hand the result to train_ar / train_av.
+SftInputs check_sft_inputs(const SftOptions& options, const char* command);
+
+// Collective over MPI_COMM_WORLD. `inputs` from check_sft_inputs with the same options and
+// command. InputError (raised on every rank) for bad options or input; Error for a
+// non-finite loss, naming the step and the sample rows (the last trainer_state/ stays as it
+// was). SIGTERM, SIGINT or SIGUSR1 on any rank: every rank stops after the same step,
+// trainer_state/ is saved for it, and StoppedBySignal is thrown on every rank
+// (nla/core/stop_signal.hpp).
+SftResult train_ar(const SftOptions& options, const SftInputs& inputs);
+SftResult train_av(const SftOptions& options, const SftInputs& inputs);
 
 // Train/validation split by document (a document's rows all go to one side), deterministic
 // in (document index, seed). Returns rows.

@@ -17,7 +17,7 @@ class GrpoCommand : public Command {
     options.add(s, "ar", &o_.ar, "AR checkpoint (nla train-ar): the reward model, kept learning");
     options.add(s, "tokenizer", &o_.tokenizer, "tokenizer.json or its directory (\"\": the AV's)");
     options.add(s, "out", &o_.out, "run directory: config.ini, provenance.json, metrics.jsonl, av/, ar/, trainer_state/");
-    options.add(s, "device", &o_.device, "cpu | cuda | cuda:N");
+    options.add(s, "device", &o_.device, "cpu | cuda (the local rank's GPU) | cuda:N | auto (cuda when visible)");
     options.add(s, "layout", &o_.layout, "colocate (every role on every rank) | split (role groups, sizes below)");
     options.add(s, "trainer-ranks", &o_.trainer_ranks, "split: ranks holding the sharded AV and AR (world ranks 0..)");
     options.add(s, "rollout-ranks", &o_.rollout_ranks, "split: ranks generating descriptions (after the trainers)");
@@ -46,7 +46,9 @@ class GrpoCommand : public Command {
     options.add(s, "ar-lr", &o_.ar_lr, "AR learning rate (AdamW)");
     options.add(s, "checkpoint-every", &o_.checkpoint_every, "checkpoint AV, AR and trainer_state/ every N steps (0: end only)");
     options.add(s, "sync-bucket-mb", &o_.sync_bucket_mb, "split: MB per weight broadcast bucket");
-    options.add(s, "kill-after-steps", &o_.kill_after_steps, "testing: SIGKILL rank 0 after this step");
+    options.add(s, "kill-after-steps", &o_.kill_after_steps, "testing: rank 0 raises kill-signal after this step");
+    options.add(s, "kill-signal", &o_.kill_signal,
+                "testing: KILL (dies at once) | TERM | INT | USR1 (the graceful stop a scheduler's signal gives)");
   }
 
   void run(const RunContext& context) override {

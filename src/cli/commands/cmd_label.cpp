@@ -3,7 +3,6 @@
 // split over the ranks (rank 0 writes). The dataset records what made it (attributes
 // created_by, labeler, failed).
 #include <ATen/ATen.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 
 #include <filesystem>
 
@@ -13,6 +12,7 @@
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
 #include "nla/core/world.hpp"
+#include "nla/dist/device.hpp"
 #include "nla/label/labelers.hpp"
 #include "nla/nla/checkpoint.hpp"
 #include "nla/nla/verbalizer.hpp"
@@ -40,7 +40,7 @@ class LabelCommand : public Command {
     options.add("label", "seed", &seed_, "av: row r is sampled with a seed from (seed, r)");
     options.add("label", "max-new-tokens", &max_new_tokens_, "av: cap on the answer; unclosed answers are stored as \"\"");
     options.add("label", "batch", &batch_, "av: sequences per generator call");
-    options.add("label", "device", &device_, "av: cpu | cuda (cuda: bf16, one GPU per rank)");
+    options.add("label", "device", &device_, "av: cpu | cuda (bf16, the local rank's GPU) | cuda:N | auto (cuda when visible)");
   }
 
   void run(const RunContext& context) override {
@@ -97,11 +97,9 @@ class LabelCommand : public Command {
     NLA_CHECK_INPUT(max_new_tokens_ > 0, "option 'max-new-tokens': expected > 0, got ", max_new_tokens_);
     NLA_CHECK_INPUT(batch_ > 0, "option 'batch': expected > 0, got ", batch_);
     NLA_CHECK_INPUT(seed_ >= 0, "option 'seed': expected >= 0, got ", seed_);
-    NLA_CHECK_INPUT(device_ == "cpu" || device_ == "cuda", "option 'device': expected cpu or cuda, got '", device_,
-                    "'");
     // Input checks on rank 0 first: a bad input is one line and exit 2.
     run_on_root(MPI_COMM_WORLD, [&] {
-      NLA_CHECK_INPUT(device_ != "cuda" || at::hasCUDA(), "option 'device': cuda asked for, but no CUDA device is available");
+      dist::device_kind(device_);
       store::ActivationStore acts(store_);
       autoencoder::av_store_layer(autoencoder::NlaMeta::read(av_dir), av_dir, acts, layer_);
     });
@@ -112,11 +110,8 @@ class LabelCommand : public Command {
       store::ActivationStore acts(store_);
       layer = autoencoder::av_store_layer(meta, av_dir, acts, layer_);
       model::LoadOptions load;
-      if (device_ == "cuda") {
-        load.device = c10::Device(c10::DeviceType::CUDA,
-                                  static_cast<c10::DeviceIndex>(world_rank() % std::max(1, at::detail::getCUDAHooks().getNumGPUs())));
-        load.dtype = at::kBFloat16;
-      }
+      load.device = dist::resolve_device(device_);  // collective: every rank is here
+      if (load.device.is_cuda()) load.dtype = at::kBFloat16;
       auto av = autoencoder::load_av(av_dir, load);
       auto tok = tokenizer::Tokenizer::from_file(av_dir);
       autoencoder::Verbalizer verbalizer(av, tok, meta.injection_scale, meta.actor_template);

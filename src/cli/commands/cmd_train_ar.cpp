@@ -18,14 +18,14 @@ class TrainArCommand : public Command {
   void declare(OptionSet& options) override { declare_sft_options(options, "train-ar", o_); }
 
   void run(const RunContext& context) override {
-    train::check_sft_inputs(o_, "train-ar");
+    const auto inputs = train::check_sft_inputs(o_, "train-ar");  // before announcing: bad input is one line
     run_on_root(MPI_COMM_WORLD, [&] {
       NLA_CHECK_INPUT(!o_.out.empty(), "option 'out': expected a run directory");
       std::filesystem::create_directories(o_.out);
       context.announce();
       context.save_to_directory(o_.out);
     });
-    auto result = train::train_ar(o_);
+    auto result = train::train_ar(o_, inputs);
     if (!result.evals.empty() && !result.losses.empty())
       log_info("train-ar: val fve_nrm %.4f -> %.4f (mean baseline %.4f), loss %.4f -> %.4f", result.evals.front().fve_nrm,
                result.evals.back().fve_nrm, result.evals.back().baseline_fve_nrm, result.losses.front(),

@@ -23,14 +23,14 @@ class TrainAvCommand : public Command {
   }
 
   void run(const RunContext& context) override {
-    train::check_sft_inputs(o_, "train-av");
+    const auto inputs = train::check_sft_inputs(o_, "train-av");  // before announcing: bad input is one line
     run_on_root(MPI_COMM_WORLD, [&] {
       NLA_CHECK_INPUT(!o_.out.empty(), "option 'out': expected a run directory");
       std::filesystem::create_directories(o_.out);
       context.announce();
       context.save_to_directory(o_.out);
     });
-    auto result = train::train_av(o_);
+    auto result = train::train_av(o_, inputs);
     if (!result.evals.empty() && !result.losses.empty())
       log_info("train-av: val loss %.4f -> %.4f, train loss %.4f -> %.4f", result.evals.front().loss,
                result.evals.back().loss, result.losses.front(), result.losses.back());

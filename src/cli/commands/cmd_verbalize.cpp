@@ -6,7 +6,6 @@
 // any rank count and batch size. --out FILE.jsonl is written atomically with a provenance
 // sidecar FILE.jsonl.meta.json.
 #include <ATen/ATen.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 
 #include <nlohmann/json.hpp>
 
@@ -18,6 +17,7 @@
 #include "nla/core/error.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
+#include "nla/dist/device.hpp"
 #include "nla/nla/checkpoint.hpp"
 #include "nla/nla/verbalizer.hpp"
 #include "nla/store/activation_store.hpp"
@@ -67,7 +67,7 @@ class VerbalizeCommand : public Command {
     options.add("verbalize", "samples-per-activation", &samples_per_activation_, "K samples per row");
     options.add("verbalize", "max-new-tokens", &max_new_tokens_, "cap on the answer; an unclosed answer is failed");
     options.add("verbalize", "batch", &batch_, "sequences per generator call (and rows read at a time)");
-    options.add("verbalize", "device", &device_, "cpu | cuda (cuda: bf16, one GPU per rank)");
+    options.add("verbalize", "device", &device_, "cpu | cuda (bf16, the local rank's GPU) | cuda:N | auto (cuda when visible)");
   }
 
   void run(const RunContext& context) override {
@@ -79,19 +79,14 @@ class VerbalizeCommand : public Command {
                     samples_per_activation_);
     NLA_CHECK_INPUT(max_new_tokens_ > 0, "option 'max-new-tokens': expected > 0, got ", max_new_tokens_);
     NLA_CHECK_INPUT(batch_ > 0, "option 'batch': expected > 0, got ", batch_);
-    NLA_CHECK_INPUT(device_ == "cpu" || device_ == "cuda", "option 'device': expected cpu or cuda, got '", device_,
-                    "'");
     NLA_CHECK_INPUT(seed_ >= 0, "option 'seed': expected >= 0, got ", seed_);
     // Every input check on rank 0 first, so that a bad input is one line and exit 2.
     run_on_root(MPI_COMM_WORLD, [&] { plan(); });
     Plan p = plan();
     store::ActivationStore acts(store_);
     model::LoadOptions load;
-    if (device_ == "cuda") {
-      load.device = c10::Device(c10::DeviceType::CUDA,
-                                static_cast<c10::DeviceIndex>(world_rank() % std::max(1, at::detail::getCUDAHooks().getNumGPUs())));
-      load.dtype = at::kBFloat16;
-    }
+    load.device = dist::resolve_device(device_);  // collective: every rank is here
+    if (load.device.is_cuda()) load.dtype = at::kBFloat16;
     auto av = autoencoder::load_av(av_, load);
     auto tok = tokenizer::Tokenizer::from_file(av_);
     autoencoder::Verbalizer verbalizer(av, tok, p.meta.injection_scale, p.meta.actor_template);
@@ -116,7 +111,7 @@ class VerbalizeCommand : public Command {
 
   // Reads nla_meta.yaml and the store header; InputError for every bad input.
   Plan plan() const {
-    NLA_CHECK_INPUT(device_ != "cuda" || at::hasCUDA(), "option 'device': cuda asked for, but no CUDA device is available");
+    dist::device_kind(device_);
     Plan p;
     p.meta = autoencoder::NlaMeta::read(av_);
     store::ActivationStore acts(store_);

@@ -21,7 +21,7 @@ inline void declare_sft_options(OptionSet& options, const std::string& section, 
   options.add(section, "out", &o.out,
               ar ? "run directory: config.ini, provenance.json, metrics.jsonl, ar/, trainer_state/"
                  : "run directory: config.ini, provenance.json, metrics.jsonl, av/, trainer_state/");
-  options.add(section, "device", &o.device, "cpu | cuda (the local rank's GPU) | cuda:N");
+  options.add(section, "device", &o.device, "cpu | cuda (the local rank's GPU) | cuda:N | auto (cuda when visible)");
   options.add(section, "precision", &o.precision, "auto (bf16 compute on GPU, fp32 on CPU) | fp32 | bf16");
   options.add(section, "steps", &o.steps, "optimizer steps");
   options.add(section, "batch", &o.batch, "rows per optimizer step over all ranks (results do not depend on the rank count)");
@@ -43,7 +43,9 @@ inline void declare_sft_options(OptionSet& options, const std::string& section, 
   options.add(section, "injection-scale", &o.injection_scale,
               "norm s of the injected vector, recorded in nla_meta.yaml (0: the mean norm, rounded up)");
   options.add(section, "seed", &o.seed, "seed of the split and the data order");
-  options.add(section, "kill-after-steps", &o.kill_after_steps, "tests: SIGKILL rank 0 after N steps (-1: off)");
+  options.add(section, "kill-after-steps", &o.kill_after_steps, "tests: rank 0 raises kill-signal after N steps (-1: off)");
+  options.add(section, "kill-signal", &o.kill_signal,
+              "tests: KILL (dies at once) | TERM | INT | USR1 (the graceful stop a scheduler's signal gives)");
 }
 
 }  // namespace nla::cli
