@@ -6,6 +6,13 @@
 With RUN/coverage/ from nla_coverage.py (several anchors' runs), the page adds the
 coverage map and the chosen anchor set.
 
+A several-anchor run directory (`nla eval --av A,B --ar C,D`: RUN/anchor_<L>/ runs and
+RUN/coverage.{csv,json}) gets one report per anchor (RUN/anchor_<L>/report/report.md) and a
+top page RUN/report/report.md: the coverage statement and table, the anchor coverage map
+(nla_coverage.py, recomputed from the anchor runs with the run's range and threshold, and
+checked against the run's coverage.json), each anchor's headline table and metric-vs-layer
+figure, and links to the anchor reports.
+
 It runs the statistics (nla_stats.py) and the figures (nla_figures.py), then writes a
 Markdown page: the anchor layer's headline numbers for every condition, the figures, the
 per-layer Wilcoxon/Benjamini-Hochberg table for cosine, and the provenance of the run.
@@ -20,6 +27,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nla_coverage  # noqa: E402
 import nla_figures  # noqa: E402
 import nla_stats  # noqa: E402
 
@@ -41,8 +49,67 @@ def headline(f):
     return anchor, "\n".join(lines) + "\n"
 
 
+def anchor_runs(run_dir):
+    """RUN/anchor_<L> subdirectories with a results.h5, by layer."""
+    found = []
+    for name in os.listdir(run_dir):
+        if name.startswith("anchor_") and name[7:].isdigit() and os.path.exists(os.path.join(run_dir, name, "results.h5")):
+            found.append((int(name[7:]), name))
+    return [name for _, name in sorted(found)]
+
+
+def build_several(run_dir):
+    """The top page of a several-anchor run (and every anchor's own report)."""
+    names = anchor_runs(run_dir)
+    with open(os.path.join(run_dir, "coverage.json")) as handle:
+        recorded = json.load(handle)
+    report_dir = os.path.join(run_dir, "report")
+    os.makedirs(report_dir, exist_ok=True)
+    anchor_reports = [build(os.path.join(run_dir, name)) for name in names]
+    runs = [nla_coverage.read_run(os.path.join(run_dir, name), recorded["metric"], name) for name in names]
+    layers = recorded["range_layers"]
+    ours = nla_coverage.write_outputs(runs, layers, recorded["min_cosine"], recorded["metric"],
+                                      os.path.join(report_dir, "coverage"))
+    keys = ("chosen", "method", "uncovered_layers", "best_achievable_minimum", "statement", "means")
+    differing = [k for k in keys if ours.get(k) != recorded.get(k)]
+    result = nla_coverage.coverage(runs, layers, recorded["min_cosine"], recorded["metric"])
+    anchors = [r["anchor"] for r in runs]
+    lines = [f"# NLA evaluation: {len(runs)} anchors (layers {', '.join(map(str, anchors))})", "",
+             f"Run directory: `{os.path.abspath(run_dir)}`. One complete single-anchor run per anchor in "
+             "`anchor_<L>/`; the coverage tables in `coverage.csv` and `coverage.json`.", "",
+             "## Anchor coverage", "", recorded["statement"], ""]
+    if differing:
+        lines += [f"**Warning**: recomputing the coverage from the anchor runs differs from `coverage.json` in: "
+                  f"{', '.join(differing)} (the table and map below are the recomputation).", ""]
+    else:
+        lines += ["(`coverage.json` agrees with nla_coverage.py recomputed from the anchor runs.)", ""]
+    lines += [f"Mean {recorded['metric']} of `av` per layer and anchor:", "",
+              nla_coverage.markdown_table(runs, result), "![coverage map](coverage/coverage_map.png)", "",
+              "## Anchors", ""]
+    for name, run, path in zip(names, runs, anchor_reports):
+        with h5py.File(os.path.join(run_dir, name, "results.h5"), "r") as f:
+            _, table = headline(f)
+        lines += [f"### Anchor layer {run['anchor']}", "",
+                  f"Report: [{name}/report/report.md](../{name}/report/report.md)", "", table,
+                  f"![metric vs layer, anchor {run['anchor']}](../{name}/report/figures/metric_vs_layer.png)", ""]
+    provenance = os.path.join(run_dir, "provenance.json")
+    if os.path.exists(provenance):
+        with open(provenance) as handle:
+            info = json.load(handle)
+        lines += ["## Provenance", "", f"- nla {info.get('nla_version', '?')}",
+                  f"- command: `{info.get('command_line', '?')}`", ""]
+    report = os.path.join(report_dir, "report.md")
+    with open(report + ".tmp", "w") as out:
+        out.write("\n".join(lines))
+    os.replace(report + ".tmp", report)
+    return report
+
+
 def build(run_dir):
     results = os.path.join(run_dir, "results.h5")
+    if not os.path.exists(results) and os.path.exists(os.path.join(run_dir, "coverage.json")) and \
+            os.path.isdir(run_dir) and anchor_runs(run_dir):
+        return build_several(run_dir)
     if not os.path.exists(results):
         raise FileNotFoundError(f"{results}: no such file (run nla eval first)")
     report_dir = os.path.join(run_dir, "report")

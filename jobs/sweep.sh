@@ -6,7 +6,9 @@
 #   jobs/sweep.sh merge RUN                                                RUN/parts/* -> RUN
 # BLOCKS: space-separated layer specs, one per part, e.g. "0-6 7-13 14-20 21-27".
 # Every part uses the same rows and seeds (same CONFIG), so merging gives the single run's
-# numbers. NLA_RANKS (default: SLURM_NTASKS, else 2) ranks per part.
+# numbers. With several anchors in CONFIG (av = A,B and ar = C,D) each part is a
+# several-anchor run and the merge gives the one-call layout: RUN/anchor_<L>/ per anchor and
+# RUN/coverage.{csv,json}. NLA_RANKS (default: SLURM_NTASKS, else 2) ranks per part.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # sbatch --array=0-(K-1) slurm/sweep.sh CONFIG.ini RUN "BLOCKS" [extra nla eval options]
 # One array task per layer block (K blocks in BLOCKS, e.g. "0-6 7-13 14-20 21-27"): task i
-# runs nla eval on block i into RUN/parts/i. slurm/sweep_merge.sh collects them afterwards;
-# slurm/submit_sweep.sh submits both with the dependency.
+# runs nla eval on block i into RUN/parts/i (every anchor of CONFIG: `av = A,B` and
+# `ar = C,D` make each part a several-anchor run). slurm/sweep_merge.sh collects them
+# afterwards; slurm/submit_sweep.sh submits both with the dependency.
 #SBATCH --job-name=nla-sweep
 #SBATCH --nodes=1
 #SBATCH --ntasks=4

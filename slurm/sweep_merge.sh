@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sbatch --dependency=afterok:ARRAY_JOB slurm/sweep_merge.sh RUN
 # Collects RUN/parts/* of a sweep array into RUN (results.h5, summary.csv, config.ini,
-# provenance.json) with nla eval-merge: one process, no MPI ranks needed.
+# provenance.json; with several anchors RUN/anchor_<L>/ each and RUN/coverage.{csv,json})
+# with nla eval-merge: one process, no MPI ranks needed.
 #SBATCH --job-name=nla-sweep-merge
 #SBATCH --nodes=1
 #SBATCH --ntasks=1

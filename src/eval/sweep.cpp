@@ -1,6 +1,7 @@
 // The evaluation sweep (see include/nla/eval/sweep.hpp). Read top to bottom: inputs and
-// validation -> rows and tasks -> this rank's tasks (AV generation, AR) -> gather per layer
-// to rank 0 -> metrics, PCA, CLC on rank 0 -> summary.csv and results.h5.
+// validation -> rows and tasks -> this rank's tasks (AV generation, AR) -> gather each layer
+// to the rank that scores it (layer i on rank i % size) -> metrics and PCA there -> scored
+// layers to rank 0 -> CLC, summary.csv and results.h5 on rank 0.
 #include "nla/eval/sweep.hpp"
 
 #include <ATen/ATen.h>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include "nla/core/atomic_file.hpp"
@@ -23,12 +25,14 @@
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
 #include "nla/core/world.hpp"
+#include "nla/dist/device.hpp"
 #include "nla/eval/metrics.hpp"
 #include "nla/extract/extract.hpp"
 #include "nla/nla/checkpoint.hpp"
 #include "nla/nla/reconstructor.hpp"
 #include "nla/nla/verbalizer.hpp"
 #include "nla/store/activation_store.hpp"
+#include "nla/store/activation_tensor.hpp"
 #include "nla/store/hdf5_util.hpp"
 #include "nla/tokenizer/tokenizer.hpp"
 
@@ -96,16 +100,17 @@ std::vector<int64_t> cyclic_permutation(int64_t n, int layer, uint64_t seed) {
   return p;
 }
 
-// ---- gathering to rank 0 -------------------------------------------------------------
+// ---- gathering -------------------------------------------------------------------------
 
-// Rank 0 receives every rank's bytes (in rank order); other ranks get {}.
-std::vector<std::string> gather_bytes(const std::string& mine) {
+// `root` receives every rank's bytes (in rank order); other ranks get {}.
+std::vector<std::string> gather_bytes(const std::string& mine, int root) {
   const int size = world_size();
+  const bool receiving = world_rank() == root;
   int count = static_cast<int>(mine.size());
   std::vector<int> counts(static_cast<size_t>(size)), offsets(static_cast<size_t>(size));
-  NLA_CHECK_MPI(MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD));
+  NLA_CHECK_MPI(MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, root, MPI_COMM_WORLD));
   std::string all;
-  if (is_root()) {
+  if (receiving) {
     int64_t total = 0;
     for (int r = 0; r < size; ++r) {
       offsets[static_cast<size_t>(r)] = static_cast<int>(total);
@@ -114,15 +119,46 @@ std::vector<std::string> gather_bytes(const std::string& mine) {
     NLA_CHECK(total < (int64_t{1} << 31), "gather of ", total, " bytes exceeds MPI's int counts");
     all.resize(static_cast<size_t>(total));
   }
-  NLA_CHECK_MPI(MPI_Gatherv(mine.data(), count, MPI_BYTE, all.data(), counts.data(), offsets.data(), MPI_BYTE, 0,
+  NLA_CHECK_MPI(MPI_Gatherv(mine.data(), count, MPI_BYTE, all.data(), counts.data(), offsets.data(), MPI_BYTE, root,
                             MPI_COMM_WORLD));
   std::vector<std::string> parts;
-  if (is_root())
+  if (receiving)
     for (int r = 0; r < size; ++r)
       parts.push_back(all.substr(static_cast<size_t>(offsets[static_cast<size_t>(r)]),
                                  static_cast<size_t>(counts[static_cast<size_t>(r)])));
   return parts;
 }
+
+// Raw tensor bytes in a fixed order, for moving a layer's data between ranks exactly.
+class ByteWriter {
+ public:
+  void tensor(const at::Tensor& t) {
+    auto c = t.contiguous();
+    bytes_.append(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel()) * c.element_size());
+  }
+  std::string& bytes() { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+class ByteReader {
+ public:
+  ByteReader(const std::string& bytes, size_t offset) : bytes_(bytes), offset_(offset) {}
+  at::Tensor tensor(at::IntArrayRef sizes, at::ScalarType type) {
+    auto out = at::empty(sizes, type);
+    const size_t count = static_cast<size_t>(out.numel()) * out.element_size();
+    NLA_CHECK(offset_ + count <= bytes_.size(), "layer message too short: ", bytes_.size(), " bytes");
+    std::memcpy(out.data_ptr(), bytes_.data() + offset_, count);
+    offset_ += count;
+    return out;
+  }
+  size_t offset() const { return offset_; }
+
+ private:
+  const std::string& bytes_;
+  size_t offset_;
+};
 
 // One task's output: a block of samples of one layer.
 struct BlockResult {
@@ -132,9 +168,18 @@ struct BlockResult {
   std::map<std::string, std::vector<uint8_t>> failed;
 };
 
-// The blocks of one layer from every rank, assembled on rank 0 (bytes: a JSON header then
-// the float32 rows of each block and condition).
-void gather_layer(const std::vector<BlockResult>& mine, int64_t n, int64_t d, SweepResults& results, int64_t layer_index) {
+// One layer's generated outputs, every sample, on the rank that scores the layer.
+struct LayerOutputs {
+  std::map<std::string, at::Tensor> reconstructions;              // av, random -> (n, d) float32
+  std::map<std::string, std::vector<std::string>> descriptions;  // av, random -> n
+  std::map<std::string, std::vector<uint8_t>> failed;            // av, random -> n
+};
+
+// The blocks of one layer from every rank, assembled on `root` (bytes: a JSON header then
+// the float32 rows of each block and condition). Collective; other ranks get {}.
+// `into` (on root, optional): (n, d) tensors per generated condition to fill instead of new ones.
+LayerOutputs gather_layer(const std::vector<BlockResult>& mine, int64_t n, int64_t d, int root,
+                          const std::map<std::string, at::Tensor>& into = {}) {
   nlohmann::json header = nlohmann::json::array();
   std::string floats;
   for (const auto& block : mine) {
@@ -149,8 +194,14 @@ void gather_layer(const std::vector<BlockResult>& mine, int64_t n, int64_t d, Sw
   }
   std::string text = header.dump();
   std::string message = std::to_string(text.size()) + "\n" + text + floats;
-  auto parts = gather_bytes(message);
-  if (!is_root()) return;
+  auto parts = gather_bytes(message, root);
+  LayerOutputs layer;
+  if (world_rank() != root) return layer;
+  for (const auto& condition : kGeneratedConditions) {
+    layer.reconstructions[condition] = into.count(condition) ? into.at(condition) : at::zeros({n, d}, at::kFloat);
+    layer.descriptions[condition].assign(static_cast<size_t>(n), "");
+    layer.failed[condition].assign(static_cast<size_t>(n), 0);
+  }
   for (const auto& part : parts) {
     size_t newline = part.find('\n');
     size_t json_size = std::stoull(part.substr(0, newline));
@@ -162,21 +213,20 @@ void gather_layer(const std::vector<BlockResult>& mine, int64_t n, int64_t d, Sw
         auto texts = entry["descriptions"][condition].get<std::vector<std::string>>();
         auto flags = entry["failed"][condition].get<std::vector<uint8_t>>();
         const int64_t b = static_cast<int64_t>(texts.size());
-        auto& all_texts = results.descriptions[condition];
-        auto failed = results.failed[condition].accessor<uint8_t, 2>();
         for (int64_t i = 0; i < b; ++i) {
-          all_texts[static_cast<size_t>(layer_index * n + first + i)] = texts[static_cast<size_t>(i)];
-          failed[layer_index][first + i] = flags[static_cast<size_t>(i)];
+          layer.descriptions[condition][static_cast<size_t>(first + i)] = texts[static_cast<size_t>(i)];
+          layer.failed[condition][static_cast<size_t>(first + i)] = flags[static_cast<size_t>(i)];
         }
-        auto target = results.reconstructions[condition][layer_index].narrow(0, first, b);  // (b, d)
+        auto target = layer.reconstructions[condition].narrow(0, first, b);  // (b, d)
         std::memcpy(target.data_ptr(), cursor, static_cast<size_t>(b * d) * sizeof(float));
         cursor += b * d * static_cast<int64_t>(sizeof(float));
       }
     }
   }
+  return layer;
 }
 
-// ---- metrics on rank 0 -----------------------------------------------------------------
+// ---- metrics, on the rank that owns the layer ------------------------------------------
 
 // recall@10 in blocks of samples: recall_at_k materialises (rows, P, d) candidates.
 at::Tensor chunked_recall(const at::Tensor& truth, const at::Tensor& prediction, const at::Tensor& distractors) {
@@ -213,44 +263,121 @@ PcaData pca_of(const at::Tensor& truth, const at::Tensor& reconstruction) {
   return pca;
 }
 
-// Fills results.metrics[*][*][layer_index] and the layer's derived data.
-void score_layer(SweepResults& results, int64_t layer_index, const at::Tensor& truth_f32, double var_nrm_value,
-                 const at::Tensor& distractors, uint64_t seed, bool with_pca) {
-  const int layer = results.layers[static_cast<size_t>(layer_index)];
+// What scoring one layer gives (on the layer's rank, then sent to rank 0).
+struct LayerScores {
+  std::map<std::string, std::map<std::string, at::Tensor>> metrics;  // condition -> metric -> (n) float64
+  at::Tensor permutation;  // (n) int64: shuffled's pi
+  at::Tensor mean;         // (d) float32: the mean condition's prediction
+  at::Tensor var_nrm;      // (1) float64
+  std::optional<PcaData> pca;
+};
+
+// Every condition's metrics of one layer, and its PCA data when asked. The operations and
+// tensor shapes do not depend on which rank runs them, so the numbers do not either.
+LayerScores score_layer(int layer, const LayerOutputs& outputs, const at::Tensor& truth_f32, double var_nrm_value,
+                        double anchor_median_norm, const at::Tensor& distractors, uint64_t seed, bool with_pca) {
   const int64_t n = truth_f32.size(0);
   auto truth = truth_f32.to(at::kDouble);                             // (n, d)
   auto mean = truth.mean(0);                                          // (d)
-  auto av = results.reconstructions["av"][layer_index].to(at::kDouble);  // (n, d)
-  auto permutation = cyclic_permutation(n, layer, seed);
-  auto pi = at::tensor(permutation, at::kLong);                       // (n)
-  results.permutation[layer_index].copy_(pi);
-  results.means[layer_index].copy_(mean.to(at::kFloat));
-  results.var_nrm[layer_index].fill_(var_nrm_value);
+  auto av = outputs.reconstructions.at("av").to(at::kDouble);        // (n, d)
+  auto pi = at::tensor(cyclic_permutation(n, layer, seed), at::kLong);  // (n)
+  LayerScores scores;
+  scores.permutation = pi;
+  scores.mean = mean.to(at::kFloat);
+  scores.var_nrm = at::full({1}, var_nrm_value, at::kDouble);
 
   // av_normed: the truth rescaled per sample to the anchor layer's median norm.
   auto norms = truth.norm(2, {1}, /*keepdim=*/true);                  // (n, 1)
-  auto truth_normed = truth * (results.anchor_median_norm / at::where(norms > 0, norms, at::ones_like(norms)));
+  auto truth_normed = truth * (anchor_median_norm / at::where(norms > 0, norms, at::ones_like(norms)));
   struct Scored {
     const at::Tensor truth, mean, prediction;
   };
   std::map<std::string, Scored> conditions = {
       {"av", {truth, mean, av}},
-      {"random", {truth, mean, results.reconstructions["random"][layer_index].to(at::kDouble)}},
+      {"random", {truth, mean, outputs.reconstructions.at("random").to(at::kDouble)}},
       {"shuffled", {truth, mean, av.index_select(0, pi)}},
       {"mean", {truth, mean, mean.unsqueeze(0).expand({n, -1})}},
       {"av_normed", {truth_normed, truth_normed.mean(0), av}},
   };
   for (const auto& [name, c] : conditions) {
     auto m = sample_metrics(c.truth, c.prediction, c.mean);
-    auto& out = results.metrics[name];
-    out["cosine"][layer_index].copy_(m.cosine);
-    out["fve"][layer_index].copy_(m.fve);
-    out["nrmse"][layer_index].copy_(m.nrmse);
-    out["mse_nrm"][layer_index].copy_(m.mse_nrm);
-    out["fve_nrm"][layer_index].copy_(1.0 - m.mse_nrm / var_nrm_value);
-    out["recall10"][layer_index].copy_(chunked_recall(c.truth, c.prediction.contiguous(), distractors));
+    auto& out = scores.metrics[name];
+    out["cosine"] = m.cosine;
+    out["fve"] = m.fve;
+    out["nrmse"] = m.nrmse;
+    out["mse_nrm"] = m.mse_nrm;
+    out["fve_nrm"] = 1.0 - m.mse_nrm / var_nrm_value;
+    out["recall10"] = chunked_recall(c.truth, c.prediction.contiguous(), distractors);
   }
-  if (with_pca) results.pca[layer] = pca_of(truth, av);
+  if (with_pca) scores.pca = pca_of(truth, av);
+  return scores;
+}
+
+// A scored layer as bytes for rank 0: a JSON header (descriptions, failed flags, whether
+// PCA data follows) then raw tensors in a fixed order.
+std::string pack_layer(const LayerOutputs& outputs, const LayerScores& scores) {
+  nlohmann::json header = {{"descriptions", outputs.descriptions}, {"failed", outputs.failed},
+                           {"pca", scores.pca.has_value()}};
+  ByteWriter data;
+  for (const auto& condition : kGeneratedConditions) data.tensor(outputs.reconstructions.at(condition));
+  for (const auto& condition : kConditions)
+    for (const auto& metric : kMetrics) data.tensor(scores.metrics.at(condition).at(metric));
+  data.tensor(scores.permutation);
+  data.tensor(scores.mean);
+  data.tensor(scores.var_nrm);
+  if (scores.pca) {
+    data.tensor(scores.pca->truth);
+    data.tensor(scores.pca->reconstruction);
+    data.tensor(at::tensor(std::vector<double>{scores.pca->explained_variance[0], scores.pca->explained_variance[1]},
+                           at::kDouble));
+  }
+  std::string text = header.dump();
+  return std::to_string(text.size()) + "\n" + text + data.bytes();
+}
+
+void unpack_layer(const std::string& message, int64_t n, int64_t d, LayerOutputs& outputs, LayerScores& scores) {
+  const size_t newline = message.find('\n');
+  const size_t json_size = std::stoull(message.substr(0, newline));
+  auto header = nlohmann::json::parse(message.substr(newline + 1, json_size));
+  ByteReader data(message, newline + 1 + json_size);
+  for (const auto& condition : kGeneratedConditions) {
+    outputs.descriptions[condition] = header["descriptions"][condition].get<std::vector<std::string>>();
+    outputs.failed[condition] = header["failed"][condition].get<std::vector<uint8_t>>();
+    outputs.reconstructions[condition] = data.tensor({n, d}, at::kFloat);
+  }
+  for (const auto& condition : kConditions)
+    for (const auto& metric : kMetrics) scores.metrics[condition][metric] = data.tensor({n}, at::kDouble);
+  scores.permutation = data.tensor({n}, at::kLong);
+  scores.mean = data.tensor({d}, at::kFloat);
+  scores.var_nrm = data.tensor({1}, at::kDouble);
+  if (header["pca"].get<bool>()) {
+    PcaData pca;
+    pca.truth = data.tensor({n, 2}, at::kFloat);
+    pca.reconstruction = data.tensor({n, 2}, at::kFloat);
+    auto variance = data.tensor({2}, at::kDouble);
+    pca.explained_variance[0] = variance[0].item<double>();
+    pca.explained_variance[1] = variance[1].item<double>();
+    scores.pca = pca;
+  }
+  NLA_CHECK(data.offset() == message.size(), "layer message: ", message.size() - data.offset(), " bytes left over");
+}
+
+// Rank 0 stores a scored layer into the results.
+void store_layer(SweepResults& results, int64_t layer_index, const LayerOutputs& outputs, const LayerScores& scores) {
+  const int64_t n = static_cast<int64_t>(results.rows.size());
+  for (const auto& condition : kGeneratedConditions) {
+    results.reconstructions[condition][layer_index].copy_(outputs.reconstructions.at(condition));
+    results.failed[condition][layer_index].copy_(at::tensor(outputs.failed.at(condition), at::kByte));
+    const auto& texts = outputs.descriptions.at(condition);
+    std::copy(texts.begin(), texts.end(), results.descriptions[condition].begin() + layer_index * n);
+  }
+  for (const auto& condition : kConditions)
+    for (const auto& metric : kMetrics)
+      results.metrics[condition][metric][layer_index].copy_(scores.metrics.at(condition).at(metric));
+  results.permutation[layer_index].copy_(scores.permutation);
+  results.means[layer_index].copy_(scores.mean);
+  results.var_nrm[layer_index].copy_(scores.var_nrm[0]);
+  if (scores.pca) results.pca[results.layers[static_cast<size_t>(layer_index)]] = *scores.pca;
 }
 
 // ---- HDF5 arrays and attributes ---------------------------------------------------------
@@ -356,7 +483,7 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
   store::ActivationStore acts(o.store);
   autoencoder::NlaMeta ar_meta, av_meta;
   model::LoadOptions load;
-  load.device = c10::Device(o.device);
+  load.device = dist::resolve_device(o.device);  // collective: every rank is here
   auto ar = autoencoder::load_ar(o.ar, load, &ar_meta);
   auto av = autoencoder::load_av(o.av, load, &av_meta);
   const std::string tokenizer_source =
@@ -422,7 +549,7 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
       const int layer = layers[static_cast<size_t>(layer_index)];
       const int64_t b = std::min(o.batch, n - first);
       std::vector<int64_t> block_rows(rows.begin() + first, rows.begin() + first + b);
-      auto truth = at::from_blob(acts.read_rows(layer, block_rows).data(), {b, d}, at::kFloat).clone();  // (b, d)
+      auto truth = store::read_rows_tensor(acts, layer, block_rows);  // (b, d)
       BlockResult block;
       block.first = first;
       for (const auto& condition : kGeneratedConditions) {
@@ -461,8 +588,13 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
     progress.finish();
   }
 
-  // Gather to rank 0, then score there.
-  SweepResults results;
+  // Scoring: layer i is scored by rank i % size (its owner). Each layer's blocks are
+  // gathered to its owner, which reads the layer's truth from the store and computes every
+  // condition's metrics and the PCA; rank 0 then collects the scored layers, computes the
+  // CLC (it needs every layer) and writes. A layer is scored by the same operations on the
+  // same tensor shapes whichever rank owns it, so results.h5 does not depend on the rank count.
+  auto owner = [&](int64_t layer_index) { return static_cast<int>(layer_index % size); };
+  SweepResults results;  // filled on rank 0
   results.layers = layers;
   results.anchor_layer = anchor;
   results.rows = rows;
@@ -472,37 +604,82 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
       results.descriptions[condition].assign(static_cast<size_t>(n_layers * n), "");
       results.failed[condition] = at::zeros({n_layers, n}, at::kByte);
     }
-  }
-  for (int64_t li = 0; li < n_layers; ++li) gather_layer(mine[static_cast<size_t>(li)], n, d, results, li);
-  mine.clear();
-
-  run_on_root(MPI_COMM_WORLD, [&] {
-    for (int64_t row : rows) {
-      results.documents.push_back(acts.sample_document(row));
-      results.positions.push_back(acts.sample_position(row));
-    }
     for (const auto& condition : kConditions)
       for (const auto& metric : kMetrics)
         results.metrics[condition][metric] = at::full({n_layers, n}, std::nan(""), at::kDouble);
     results.permutation = at::zeros({n_layers, n}, at::kLong);
     results.means = at::zeros({n_layers, d}, at::kFloat);
     results.var_nrm = at::zeros({n_layers}, at::kDouble);
-    results.var_nrm_source = var_nrm_source;
-    auto anchor_truth = at::from_blob(acts.read_rows(anchor, rows).data(), {n, d}, at::kFloat).to(at::kDouble);
-    results.anchor_median_norm = median_of([&] {
+  }
+  std::map<int64_t, LayerOutputs> owned;  // layer index -> gathered outputs, on the owner
+  for (int64_t li = 0; li < n_layers; ++li) {
+    std::map<std::string, at::Tensor> into;  // rank 0's own layers go straight into the results
+    if (is_root() && owner(li) == 0)
+      for (const auto& condition : kGeneratedConditions) into[condition] = results.reconstructions[condition][li];
+    auto layer = gather_layer(mine[static_cast<size_t>(li)], n, d, owner(li), into);
+    if (owner(li) == rank) owned[li] = std::move(layer);
+  }
+  mine.clear();
+
+  // What every owner needs besides its layers: the anchor layer's median norm (av_normed's
+  // target, rank 0 reads it), the recall pool and the PCA layers (decided on rank 0).
+  double anchor_median_norm = 0;
+  run_on_root(MPI_COMM_WORLD, [&] {
+    auto anchor_truth = store::read_rows_tensor(acts, anchor, rows).to(at::kDouble);  // (n, d)
+    anchor_median_norm = median_of([&] {
       auto norms = anchor_truth.norm(2, {1}).contiguous();
       return std::vector<double>(norms.data_ptr<double>(), norms.data_ptr<double>() + n);
     }());
-    results.recall_pool = std::min(o.pool, n);
+  });
+  NLA_CHECK_MPI(MPI_Bcast(&anchor_median_norm, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD));
+  int64_t n_pca = static_cast<int64_t>(pca_layers.size());
+  NLA_CHECK_MPI(MPI_Bcast(&n_pca, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
+  pca_layers.resize(static_cast<size_t>(n_pca));
+  NLA_CHECK_MPI(MPI_Bcast(pca_layers.data(), static_cast<int>(n_pca), MPI_INT, 0, MPI_COMM_WORLD));
+  const int64_t recall_pool = std::min(o.pool, n);
+  log_info("eval: scoring %lld layers on %d rank(s) (layer i on rank i %% %d)", static_cast<long long>(n_layers), size,
+           size);
+
+  std::map<int64_t, LayerScores> scored;
+  if (!owned.empty()) {
     // The same distractor draw at every layer and condition (indices into the layer's rows).
-    auto distractors = draw_distractors(0, n, n, results.recall_pool - 1, static_cast<uint64_t>(o.seed));  // (n, P)
-    for (int64_t li = 0; li < n_layers; ++li) {
+    auto distractors = draw_distractors(0, n, n, recall_pool - 1, static_cast<uint64_t>(o.seed));  // (n, P)
+    for (const auto& [li, outputs] : owned) {
       const int layer = layers[static_cast<size_t>(li)];
-      auto truth = at::from_blob(acts.read_rows(layer, rows).data(), {n, d}, at::kFloat).clone();  // (n, d)
+      auto truth = store::read_rows_tensor(acts, layer, rows);  // (n, d)
       double var_nrm_value = var_nrm_source == "meta" ? *ar_meta.var_nrm : var_nrm(truth);
       bool with_pca = std::find(pca_layers.begin(), pca_layers.end(), layer) != pca_layers.end();
-      score_layer(results, li, truth, var_nrm_value, distractors, static_cast<uint64_t>(o.seed), with_pca);
+      scored[li] = score_layer(layer, outputs, truth, var_nrm_value, anchor_median_norm, distractors,
+                               static_cast<uint64_t>(o.seed), with_pca);
     }
+  }
+
+  // Rank 0 collects the scored layers (its own directly, the others' as bytes).
+  for (int64_t li = 0; li < n_layers; ++li) {
+    if (owner(li) == 0) {
+      if (is_root()) store_layer(results, li, owned.at(li), scored.at(li));
+      owned.erase(li);
+      scored.erase(li);
+      continue;
+    }
+    auto parts = gather_bytes(owner(li) == rank ? pack_layer(owned.at(li), scored.at(li)) : std::string(), 0);
+    owned.erase(li);
+    scored.erase(li);
+    if (!is_root()) continue;
+    LayerOutputs outputs;
+    LayerScores scores;
+    unpack_layer(parts[static_cast<size_t>(owner(li))], n, d, outputs, scores);
+    store_layer(results, li, outputs, scores);
+  }
+
+  run_on_root(MPI_COMM_WORLD, [&] {
+    for (int64_t row : rows) {
+      results.documents.push_back(acts.sample_document(row));
+      results.positions.push_back(acts.sample_position(row));
+    }
+    results.var_nrm_source = var_nrm_source;
+    results.anchor_median_norm = anchor_median_norm;
+    results.recall_pool = recall_pool;
     results.clc = clc_matrix(results.reconstructions["av"]);
     results.attributes = {{"created_by", created_by},
                           {"av", o.av},

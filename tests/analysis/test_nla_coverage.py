@@ -4,7 +4,10 @@
 threshold of 0.58 an anchor covers the layers within 2 of it, so the smallest covers are
 pairs (the exact search finds the best-scoring one; the greedy one, forced, still covers every layer), the
 layers beyond the runs are reported uncovered, every output exists, the map has ink, and
-nla_report.py shows the map when RUN/coverage exists. Bad input exits 2."""
+nla_report.py shows the map when RUN/coverage exists; a threshold no set reaches gives the
+"No set of anchors ..." statement with the best achievable minimum; nla_report.py on a
+several-anchor run directory (RUN/anchor_<L>/, RUN/coverage.json) builds the top page and
+every anchor's report. Bad input exits 2."""
 import csv
 import json
 import os
@@ -17,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.image as mpimg  # noqa: E402
+import numpy as np  # noqa: E402
 
 here = os.path.dirname(os.path.abspath(__file__))
 analysis = os.path.join(here, "..", "..", "analysis")
@@ -71,6 +75,52 @@ class Coverage(unittest.TestCase):
             report = open(nla_report.build(runs[0])).read()
             self.assertIn("## Anchor coverage", report)
             self.assertIn("../coverage/coverage_map.png", report)
+
+    def test_no_set_reaches_a_high_threshold(self):
+        with tempfile.TemporaryDirectory() as root:
+            runs = [nla_coverage.read_run(run, "cosine", os.path.basename(run)) for run in make_runs(root)]
+            result = nla_coverage.coverage(runs, list(range(8)), 0.99)
+            self.assertEqual(result["uncovered"], list(range(8)))
+            self.assertEqual(result["chosen"], [])
+            best = min(max(r["means"][l] for r in runs) for l in range(8))
+            self.assertEqual(result["best_min"], best)
+            self.assertTrue(result["statement"].startswith("No set of anchors keeps every layer of 0-7 at cosine >= 0.99"),
+                            result["statement"])
+            self.assertIn(f"the best achievable minimum is {best:.3f}", result["statement"])
+            # A range beyond the runs: the layers without data make the minimum undefined.
+            beyond = nla_coverage.coverage(runs, list(range(6, 10)), 0.5)
+            self.assertTrue(np.isnan(beyond["best_min"]))
+            self.assertEqual(beyond["weakest"], 8)
+            self.assertIn("undefined (no anchor was evaluated at layer 8)", beyond["statement"])
+
+    def test_report_of_a_several_anchor_run(self):
+        """The layout `nla eval --av A,B --ar C,D` writes (coverage.csv/json in the shared
+        format, here from nla_coverage itself): the top page, the anchor reports, the map."""
+        with tempfile.TemporaryDirectory() as run:
+            names = []
+            for anchor in (1, 6):
+                os.makedirs(os.path.join(run, f"anchor_{anchor}"))
+                make_synthetic_results.make(os.path.join(run, f"anchor_{anchor}", "results.h5"), anchor=anchor,
+                                            seed=anchor)
+                names.append(f"anchor_{anchor}")
+            runs = [nla_coverage.read_run(os.path.join(run, name), "cosine", name) for name in names]
+            recorded = nla_coverage.write_outputs(runs, list(range(8)), 0.58, "cosine", run, with_map=False)
+            report = nla_report.build(run)
+            self.assertEqual(report, os.path.join(run, "report", "report.md"))
+            with open(report) as handle:
+                text = handle.read()
+            self.assertIn("# NLA evaluation: 2 anchors (layers 1, 6)", text)
+            self.assertIn(recorded["statement"], text)
+            self.assertIn("agrees with nla_coverage.py", text)
+            self.assertIn("![coverage map](coverage/coverage_map.png)", text)
+            self.assertGreater(os.path.getsize(os.path.join(run, "report", "coverage", "coverage_map.png")), 10_000)
+            for name in names:
+                self.assertIn(f"(../{name}/report/report.md)", text)
+                self.assertIn(f"(../{name}/report/figures/metric_vs_layer.png)", text)
+                self.assertTrue(os.path.exists(os.path.join(run, name, "report", "figures", "metric_vs_layer.png")))
+            with open(os.path.join(run, "coverage.csv")) as handle:
+                header = handle.readline().strip().split(",")
+            self.assertEqual(header, ["layer", "in_range", "best_anchor", "best_mean", "best_run"] + names)
 
     def test_greedy_beyond_the_exact_limit_still_covers(self):
         covers = [{0, 1, 2, 3, 4}, {2, 3, 4, 5, 6}, {4, 5, 6, 7}, {0, 1}, {7}]

@@ -10,7 +10,13 @@
 //     description that belongs to its text. (A random-init AV writes text unrelated to the
 //     activation, so `av` vs `random` with the generated descriptions is only reported.)
 //   - analysis/nla_report.py builds its report from a real run directory;
-//   - bad input exits 2 with one line.
+//   - bad input exits 2 with one line;
+//   - several anchors in one call (--av AV1,AV3 --ar AR1,AR3; the anchor-3 pair is the base
+//     model as AV and an identity-initialised AR at layer 3, untrained: the test needs
+//     well-formed runs, not good ones): RUN/anchor_<L>/ bit-identical to the single-anchor
+//     runs, RUN/coverage.csv byte-identical to analysis/nla_coverage.py's on the same runs
+//     (coverage.json's verdict too), the same layout from eval-merge of two layer-block parts,
+//     and bad pairings (unpaired, duplicate, different widths) exit 2 with one line.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -20,6 +26,7 @@
 
 #include "nla/model/qwen2.hpp"
 #include "nla/nla/checkpoint.hpp"
+#include "nla/nla/reconstructor.hpp"
 #include "test_support.hpp"
 
 namespace nla::test {
@@ -50,13 +57,37 @@ class Sweep : public testing::Test {
     auto base = model::Qwen2Model::load(dir_->file("model"));
     autoencoder::save_av(base, autoencoder::NlaMeta::defaults("av", 64, 1, ar_meta.injection_scale), dir_->file("av"),
                          dir_->file("model"));
+    // A second anchor at layer 3, untrained (the runs only need to be well formed), and an AV
+    // whose nla_meta.yaml claims another width (pairing reads only nla_meta.yaml).
+    auto ar3 = autoencoder::Reconstructor::from_base(dir_->file("model"), 3);
+    autoencoder::save_ar(ar3, autoencoder::NlaMeta::defaults("ar", 64, 3, ar_meta.injection_scale), dir_->file("ar3"),
+                         dir_->file("model"));
+    autoencoder::save_av(base, autoencoder::NlaMeta::defaults("av", 64, 3, ar_meta.injection_scale), dir_->file("av3"),
+                         dir_->file("model"));
+    std::filesystem::create_directories(dir_->file("av3_narrow"));
+    write_text(dir_->file("av3_narrow/nla_meta.yaml"),
+               autoencoder::NlaMeta::defaults("av", 32, 3, ar_meta.injection_scale).to_yaml());
   }
   static void TearDownTestSuite() { delete dir_; }
 
   static std::string eval_args(const std::string& out, const std::string& extra = "") {
-    return "eval --av " + dir_->file("av") + " --ar " + dir_->file("train/ar") + " --model " + dir_->file("model") +
-           " --store " + dir_->file("acts.h5") + " --samples 24 --batch 8 --max-new-tokens 12 --pool 10 --seed 5"
-           " --threads 1 --out " + out + " " + extra;
+    return anchors_args(dir_->file("av"), dir_->file("train/ar"), out, extra);
+  }
+  // The same options with other AV and AR lists.
+  static std::string anchors_args(const std::string& avs, const std::string& ars, const std::string& out,
+                                  const std::string& extra = "") {
+    return "eval --av " + avs + " --ar " + ars + " --model " + dir_->file("model") + " --store " +
+           dir_->file("acts.h5") + " --samples 24 --batch 8 --max-new-tokens 12 --pool 10 --seed 5 --threads 1 --out " +
+           out + " " + extra;
+  }
+  // The single-anchor run of all layers (shared by the tests that compare with it).
+  static std::string anchor_one_run() {
+    const std::string run = dir_->file("run1");
+    if (!std::filesystem::exists(run + "/results.h5")) {
+      auto single = run_nla(eval_args(run, "--layers all"));
+      EXPECT_EQ(single.exit_status, 0) << single.err;
+    }
+    return run;
   }
   static CommandResult check(const std::string& mode, const std::string& a, const std::string& b) {
     return run_command(std::string(NLA_SYSTEM_PYTHON) + " " + repo_path("tests/tools/check_eval_run.py") + " " + mode +
@@ -67,9 +98,7 @@ class Sweep : public testing::Test {
 TempDir* Sweep::dir_ = nullptr;
 
 TEST_F(Sweep, OutputsMatchNumpyAndDoNotDependOnRanksOrParts) {
-  const std::string one = dir_->file("run1"), two = dir_->file("run2"), merged = dir_->file("merged");
-  auto single = run_nla(eval_args(one, "--layers all"));
-  ASSERT_EQ(single.exit_status, 0) << single.err;
+  const std::string one = anchor_one_run(), two = dir_->file("run2"), merged = dir_->file("merged");
   auto checked = check("check", one, dir_->file("acts.h5"));
   ASSERT_EQ(checked.exit_status, 0) << checked.err;
   std::cout << "1 rank: " << checked.out;
@@ -132,6 +161,82 @@ TEST_F(Sweep, BadInputExitsTwoWithOneLine) {
     EXPECT_EQ(std::count(result->err.begin(), result->err.end(), '\n'), 1) << result->err;
   auto not_a_run = run_nla("eval-merge " + dir_->file("train") + " --out " + dir_->file("bad4"));
   EXPECT_EQ(not_a_run.exit_status, 2);
+}
+
+TEST_F(Sweep, SeveralAnchorsInOneRunEqualTheirSingleRunsAndThePythonCoverage) {
+  const std::string avs = dir_->file("av") + "," + dir_->file("av3");
+  const std::string ars = dir_->file("train/ar") + "," + dir_->file("ar3");
+  const std::string run = dir_->file("anchors"), three = dir_->file("run3"), py = dir_->file("anchors_py");
+  // A range and threshold that anchor 1 alone covers (layer 0, outside the range, stays in
+  // the table); the rules are checked on known data in test_coverage.
+  const std::string coverage = " --coverage-layers 1-3 --coverage-min-cosine 0.1";
+  auto several = run_nla(anchors_args(avs, ars, run, "--layers all" + coverage));
+  ASSERT_EQ(several.exit_status, 0) << several.err;
+  for (const char* name : {"config.ini", "provenance.json", "coverage.csv", "coverage.json"})
+    EXPECT_TRUE(std::filesystem::exists(run + "/" + name)) << name;
+  auto single3 = run_nla(anchors_args(dir_->file("av3"), dir_->file("ar3"), three, "--layers all"));
+  ASSERT_EQ(single3.exit_status, 0) << single3.err;
+  for (const auto& [anchor, single] : {std::pair{"anchor_1", anchor_one_run()}, std::pair{"anchor_3", three}}) {
+    const std::string dir = run + "/" + anchor;
+    auto same = check("same", single, dir);
+    EXPECT_EQ(same.exit_status, 0) << anchor << ": " << same.err;
+    EXPECT_EQ(read_text(single + "/summary.csv"), read_text(dir + "/summary.csv")) << anchor;
+    for (const char* name : {"config.ini", "provenance.json"})
+      EXPECT_TRUE(std::filesystem::exists(dir + "/" + name)) << anchor << "/" << name;
+  }
+  // Each anchor's config.ini names that anchor alone (it reruns it).
+  auto config3 = read_text(run + "/anchor_3/config.ini");
+  EXPECT_NE(config3.find("av = " + dir_->file("av3") + "  #"), std::string::npos) << config3;
+  EXPECT_NE(config3.find("out = " + run + "/anchor_3  #"), std::string::npos) << config3;
+
+  auto python = run_command(std::string(NLA_SYSTEM_PYTHON) + " " + repo_path("analysis/nla_coverage.py") + " " + run +
+                            "/anchor_1 " + run + "/anchor_3 --range 1-3 --min-cosine 0.1 --out " + py);
+  ASSERT_EQ(python.exit_status, 0) << python.err;
+  EXPECT_EQ(read_text(run + "/coverage.csv"), read_text(py + "/coverage.csv"));
+  auto ours = nlohmann::json::parse(read_text(run + "/coverage.json"));
+  auto theirs = nlohmann::json::parse(read_text(py + "/coverage.json"));
+  for (const char* key : {"range_layers", "min_cosine", "method", "covered", "chosen", "uncovered_layers",
+                          "best_achievable_minimum", "weakest_layer", "chosen_minimum", "statement", "means"})
+    EXPECT_EQ(ours[key], theirs[key]) << key;
+  std::cout << "coverage: " << ours["statement"].get<std::string>() << "\n" << read_text(run + "/coverage.csv");
+
+  // Split into layer blocks and merged: the same layout and files.
+  for (const char* block : {"0-1", "2-3"}) {
+    auto part = run_nla(anchors_args(avs, ars, dir_->file(std::string("anchor_parts/") + block),
+                                     coverage + " --layers " + block));
+    ASSERT_EQ(part.exit_status, 0) << part.err;
+  }
+  const std::string merged = dir_->file("anchors_merged");
+  auto merge = run_nla("eval-merge " + dir_->file("anchor_parts") + " --out " + merged);
+  ASSERT_EQ(merge.exit_status, 0) << merge.err;
+  for (const char* anchor : {"anchor_1", "anchor_3"}) {
+    auto same = check("same", run + "/" + anchor, merged + "/" + anchor);
+    EXPECT_EQ(same.exit_status, 0) << anchor << ": " << same.err;
+    EXPECT_EQ(read_text(run + "/" + anchor + "/summary.csv"), read_text(merged + "/" + anchor + "/summary.csv"));
+  }
+  EXPECT_EQ(read_text(run + "/coverage.csv"), read_text(merged + "/coverage.csv"));
+  EXPECT_EQ(nlohmann::json::parse(read_text(merged + "/coverage.json"))["statement"], ours["statement"]);
+}
+
+TEST_F(Sweep, BadAnchorPairingExitsTwoWithOneLine) {
+  const std::string av1 = dir_->file("av"), av3 = dir_->file("av3"), ar1 = dir_->file("train/ar"),
+                    ar3 = dir_->file("ar3");
+  struct Case {
+    std::string avs, ars, expected;
+  };
+  const std::vector<Case> cases = {
+      {av1 + "," + av3, ar1, "has no AR of layer 3"},
+      {av1 + "," + av1, ar1 + "," + ar3, "are both AVs of anchor layer 1"},
+      {av1 + "," + dir_->file("av3_narrow"), ar1 + "," + ar3, "has d_model 32"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string out = dir_->file("bad_pairing" + std::to_string(i));
+    auto result = run_nla(anchors_args(cases[i].avs, cases[i].ars, out));
+    EXPECT_EQ(result.exit_status, 2) << cases[i].expected << ": " << result.err;
+    EXPECT_NE(result.err.find(cases[i].expected), std::string::npos) << result.err;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+    EXPECT_FALSE(std::filesystem::exists(out)) << out;
+  }
 }
 
 }  // namespace

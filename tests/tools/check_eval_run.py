@@ -6,8 +6,9 @@
                                       reconstructions and the store's activations (DESIGN
                                       section 5), CLC, PCA and summary.csv; prints JSON
                                       {condition: {layer: mean cosine}} and failed fractions.
-  check_eval_run.py same RUN_A RUN_B  every dataset bit-identical (NaN == NaN), root attributes
-                                      equal except created_by.
+  check_eval_run.py same RUN_A RUN_B  every dataset bit-identical (NaN == NaN), every group's
+                                      and dataset's attributes equal, root attributes equal
+                                      except created_by.
 Exit 1 with one message per problem on stderr.
 
 Tolerances: metrics 1e-9 absolute (both sides float64 from the same float32 inputs; only
@@ -164,6 +165,11 @@ def same(a, b):
                 expect(np.array_equal(va, vb, equal_nan=True), f"{name} differs")
             else:
                 expect(np.array_equal(va, vb), f"{name} differs")
+        if name in fb:  # attributes of groups and datasets (e.g. pca/<layer> explained_variance)
+            attrs_a, attrs_b = dict(fa[name].attrs), dict(fb[name].attrs)
+            expect(sorted(attrs_a) == sorted(attrs_b), f"{name}: different attributes")
+            for key, value in attrs_a.items():
+                expect(np.array_equal(np.asarray(value), np.asarray(attrs_b.get(key))), f"{name}: attribute {key} differs")
     for key in fa.attrs:
         if key != "created_by":
             expect(np.array_equal(np.asarray(fa.attrs[key]), np.asarray(fb.attrs.get(key))), f"attribute {key} differs")

@@ -22,8 +22,11 @@
 // text, so every sample has a prediction; the failures are flagged per sample.
 //
 // Work spreads over ranks in fixed tasks (layer, block of `batch` samples), task t on rank
-// t % size; blocks and seeds do not depend on the rank count, so results.h5 is the same on
-// any number of ranks (at equal threads per rank). Rank 0 gathers and writes.
+// t % size; blocks and seeds do not depend on the rank count. The metrics are spread too:
+// layer i (its blocks gathered there) is scored on rank i % size, metrics of every
+// condition and its PCA; rank 0 collects the scored layers, computes the CLC (it needs every
+// layer) and writes. So results.h5 is the same on any number of ranks (at equal threads per
+// rank). Several anchors in one run: include/nla/eval/anchors.hpp.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -34,6 +37,8 @@
 #include <string>
 #include <vector>
 
+#include "nla/eval/coverage.hpp"
+
 namespace nla::eval {
 
 inline constexpr const char* kEvalFormat = "nla-eval";
@@ -43,7 +48,7 @@ inline const std::vector<std::string> kMetrics = {"cosine", "recall10", "fve", "
 inline const std::vector<std::string> kGeneratedConditions = {"av", "random"};
 
 struct SweepOptions {
-  std::string av;                  // AV checkpoint directory
+  std::string av;                  // AV checkpoint directory (several, comma-separated: anchors.hpp)
   std::string ar;                  // AR checkpoint directory (its layer is the anchor)
   std::string model;               // base checkpoint: tokenizer fallback, recorded
   std::string store;               // held-out activation store
@@ -62,6 +67,7 @@ struct SweepOptions {
   int64_t max_tokens = 256;        // AR inputs keep their last N tokens
   std::string device = "cpu";
   bool overwrite = false;
+  CoverageOptions coverage;        // several anchors only: RUN/coverage.csv
 };
 
 struct PcaData {

@@ -1,6 +1,7 @@
-// nla eval: the all-layer evaluation sweep (DESIGN section 5); nla eval-merge: part run
-// directories of one sweep (split by layer blocks, e.g. a Slurm array) -> one run directory.
-#include <algorithm>
+// nla eval: the all-layer evaluation sweep (DESIGN section 5), of one anchor or of several
+// (--av A,B --ar C,D: one run per anchor in RUN/anchor_<L>/ + RUN/coverage.csv); nla
+// eval-merge: part run directories of one sweep (split by layer blocks, e.g. a Slurm array)
+// -> one run directory.
 #include <filesystem>
 #include <sstream>
 
@@ -8,9 +9,30 @@
 #include "nla/core/error.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
+#include "nla/eval/anchors.hpp"
 #include "nla/eval/sweep.hpp"
 
 namespace nla::cli {
+
+namespace {
+
+// The resolved INI with [eval]'s av, ar and out replaced by one anchor's.
+std::string anchor_config(const std::string& resolved, const eval::SweepOptions& one) {
+  std::istringstream in(resolved);
+  std::ostringstream out;
+  std::string section;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.front() == '[') section = line;
+    const std::string note = "  # one anchor of the several-anchor run";
+    if (section == "[eval]" && line.rfind("av = ", 0) == 0) line = "av = " + one.av + note;
+    else if (section == "[eval]" && line.rfind("ar = ", 0) == 0) line = "ar = " + one.ar + note;
+    else if (section == "[eval]" && line.rfind("out = ", 0) == 0) line = "out = " + one.out + note;
+    out << line << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace
 
 class EvalCommand : public Command {
  public:
@@ -20,12 +42,17 @@ class EvalCommand : public Command {
   }
 
   void declare(OptionSet& options) override {
-    options.add("eval", "av", &o_.av, "AV checkpoint directory (full model + nla_meta.yaml)");
-    options.add("eval", "ar", &o_.ar, "AR checkpoint directory; its layer is the anchor layer");
+    options.add("eval", "av", &o_.av,
+                "AV checkpoint directory (full model + nla_meta.yaml); several, comma-separated: one sweep per anchor");
+    options.add("eval", "ar", &o_.ar,
+                "AR checkpoint directory; its layer is the anchor layer; several, comma-separated: paired with the AVs "
+                "by layer (nla_meta.yaml)");
     options.add("eval", "model", &o_.model, "base checkpoint directory (tokenizer if the AV has none; recorded)");
     options.add("eval", "store", &o_.store, "held-out activation store (nla extract)");
     options.add("eval", "layers", &o_.layers, "all (the store's) | 20 | 0-5,8");
-    options.add("eval", "out", &o_.out, "run directory: results.h5, summary.csv, config.ini, provenance.json");
+    options.add("eval", "out", &o_.out,
+                "run directory: results.h5, summary.csv, config.ini, provenance.json (several anchors: anchor_<L>/ "
+                "each, coverage.csv, coverage.json)");
     options.add("eval", "samples", &o_.samples, "store rows evaluated at most (a seeded sample, the same at every layer)");
     options.add("eval", "seed", &o_.seed, "seed of the rows, random vectors, permutations, distractors, sampling");
     options.add("eval", "batch", &o_.batch, "samples per task (one generation + AR batch; the unit of work per rank)");
@@ -39,18 +66,42 @@ class EvalCommand : public Command {
     options.add("eval", "av-descriptions", &o_.av_descriptions,
                 "\"\": the AV writes the av descriptions; NAME: take /descriptions/NAME of the store instead (scores a labeler)");
     options.add("eval", "max-tokens", &o_.max_tokens, "AR inputs keep their last N tokens");
-    options.add("eval", "device", &o_.device, "cpu | cuda | cuda:N");
-    options.add("eval", "overwrite", &o_.overwrite, "replace an existing RUN/results.h5");
+    options.add("eval", "device", &o_.device, "cpu | cuda (the local rank's GPU) | cuda:N | auto (cuda when visible)");
+    options.add("eval", "overwrite", &o_.overwrite,
+                "replace an existing RUN/results.h5 (several anchors: their runs and RUN/coverage.json)");
+    options.add("eval", "coverage-layers", &o_.coverage.layers,
+                "several anchors: the layers the smallest anchor set must cover: all (every evaluated layer) | A-B");
+    options.add("eval", "coverage-min-cosine", &o_.coverage.min_cosine,
+                "several anchors: a layer is covered by an anchor whose mean av cosine there is >= this");
   }
 
   void run(const RunContext& context) override {
-    eval::run_sweep(o_, context.version + " | " + context.command_line, [&] {
-      context.announce();
+    const std::string created_by = context.version + " | " + context.command_line;
+    auto record = [&](const std::string& dir, const RunContext& what) {
       run_on_root(MPI_COMM_WORLD, [&] {
-        std::filesystem::create_directories(o_.out);
-        context.save_to_directory(o_.out);
+        std::filesystem::create_directories(dir);
+        what.save_to_directory(dir);
       });
-    });
+    };
+    if (!eval::has_several_anchors(o_)) {
+      eval::run_sweep(o_, created_by, [&] {
+        context.announce();
+        record(o_.out, context);
+      });
+      return;
+    }
+    eval::run_anchor_sweeps(
+        o_, created_by,
+        [&] {
+          context.announce();
+          record(o_.out, context);
+        },
+        [&](const eval::SweepOptions& one) {
+          // This anchor's config.ini reruns it alone: its av, ar and out in place of the lists.
+          RunContext anchor_context = context;
+          anchor_context.resolved_config = anchor_config(context.resolved_config, one);
+          record(one.out, anchor_context);
+        });
   }
 
  private:
@@ -63,42 +114,24 @@ class EvalMergeCommand : public Command {
   std::string summary() const override { return "merge part run directories of one nla eval sweep into one run directory"; }
 
   void declare(OptionSet& options) override {
-    options.add("eval-merge", "parts", &parts_, "part run directories, comma-separated; a directory without results.h5 (RUN/parts) means its subdirectories");
+    options.add("eval-merge", "parts", &parts_,
+                "part run directories, comma-separated; a directory without results.h5 or coverage.json (RUN/parts) means "
+                "its subdirectories; parts of a several-anchor sweep merge anchor by anchor");
     options.add("eval-merge", "out", &out_, "the merged run directory");
-    options.add("eval-merge", "overwrite", &overwrite_, "replace an existing OUT/results.h5");
+    options.add("eval-merge", "overwrite", &overwrite_, "replace an existing OUT/results.h5 (several anchors: OUT/coverage.json)");
     options.positional("parts");
   }
 
   void run(const RunContext& context) override {
     run_on_root(MPI_COMM_WORLD, [&] {
-      NLA_CHECK_INPUT(!out_.empty(), "option 'out': expected a run directory");
-      NLA_CHECK_INPUT(overwrite_ || !std::filesystem::exists(out_ + "/results.h5"), out_,
-                      "/results.h5: exists already (option 'overwrite' replaces it)");
-      std::vector<eval::SweepResults> parts;
       std::string list = parts_;
       for (char& c : list)
         if (c == ',') c = ' ';
       std::istringstream words(list);
-      for (std::string dir; words >> dir;) {
-        // A directory without results.h5 (RUN/parts) stands for its part subdirectories.
-        std::vector<std::string> dirs;
-        if (std::filesystem::is_directory(dir) && !std::filesystem::exists(dir + "/results.h5")) {
-          for (const auto& entry : std::filesystem::directory_iterator(dir))
-            if (std::filesystem::exists(entry.path() / "results.h5")) dirs.push_back(entry.path().string());
-          std::sort(dirs.begin(), dirs.end());
-        } else {
-          dirs.push_back(dir);
-        }
-        for (const auto& part : dirs) parts.push_back(eval::read_results(part + "/results.h5"));
-      }
-      NLA_CHECK_INPUT(!parts.empty(), "option 'parts': expected part run directories");
-      auto merged = eval::merge_results(parts);
-      merged.attributes["created_by"] = context.version + " | " + context.command_line;
-      std::filesystem::create_directories(out_);
-      context.save_to_directory(out_);
-      eval::write_summary_csv(merged, out_ + "/summary.csv");
-      eval::write_results(merged, out_ + "/results.h5");
-      log_info("eval-merge: %zu parts, %zu layers -> %s", parts.size(), merged.layers.size(), out_.c_str());
+      std::vector<std::string> dirs;
+      for (std::string dir; words >> dir;) dirs.push_back(dir);
+      eval::merge_run_directories(dirs, out_, overwrite_, context.version + " | " + context.command_line,
+                                  [&](const std::string& dir) { context.save_to_directory(dir); });
     });
   }
 
