@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <numeric>
@@ -233,8 +234,16 @@ TEST_F(TrainAr, AvLossFallsAndDescriptionsParse) {
                            "av/nla_meta.yaml", "av/tokenizer.json", "trainer_state/state.json"})
     EXPECT_TRUE(std::filesystem::exists(run + "/" + name)) << name;
   std::vector<double> validation;
-  for (const auto& record : read_jsonl(run + "/metrics.jsonl"))
-    if (record["split"] == "validation") validation.push_back(record["loss"].get<double>());
+  for (const auto& record : read_jsonl(run + "/metrics.jsonl")) {
+    if (record["split"] != "validation") continue;
+    validation.push_back(record["loss"].get<double>());
+    // The shuffled-vector loss scores the same answers with other rows' vectors: it is a
+    // different number (the injected vector enters the forward), and the gain is the gap.
+    const double shuffled = record["loss_shuffled"].get<double>();
+    EXPECT_TRUE(std::isfinite(shuffled));
+    EXPECT_NE(shuffled, record["loss"].get<double>()) << "step " << record["step"];
+    EXPECT_DOUBLE_EQ(record["vector_gain"].get<double>(), shuffled - record["loss"].get<double>());
+  }
   ASSERT_EQ(validation.size(), 3u);  // steps 0, 60, 120
   std::cout << "AV validation loss " << validation.front() << " -> " << validation.back() << "\n";
   EXPECT_LT(validation.back(), 0.5 * validation.front());
