@@ -2,6 +2,7 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -38,8 +39,17 @@ std::string quote_command_line(int argc, char** argv) {
 }
 
 std::string RunContext::provenance_json() const {
-  nlohmann::json provenance = {
-      {"nla_version", version}, {"command", command}, {"command_line", command_line}, {"config", resolved_config}};
+  // The environment that changes speed (threads, allocator; see main.cpp) or placement:
+  // null where unset.
+  nlohmann::json environment = nlohmann::json::object();
+  for (const char* name : {"OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT",
+                           "GLIBC_TUNABLES", "CUDA_VISIBLE_DEVICES"}) {
+    const char* value = std::getenv(name);
+    environment[name] = value != nullptr ? nlohmann::json(value) : nlohmann::json(nullptr);
+  }
+  nlohmann::json provenance = {{"nla_version", version},    {"command", command},
+                               {"command_line", command_line}, {"config", resolved_config},
+                               {"environment", environment}};
   return provenance.dump(2);
 }
 

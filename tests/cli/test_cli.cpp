@@ -2,6 +2,8 @@
 // error policy under the MPI launcher (a failing rank ends the job promptly).
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 
 #include "test_support.hpp"
@@ -57,6 +59,28 @@ TEST(Cli, BenchWritesJsonWithProvenance) {
   EXPECT_NE(json.find("\"command_line\""), std::string::npos);
   EXPECT_NE(json.find("\"nla_version\""), std::string::npos);
   EXPECT_NE(json.find("repeats = 1  # from cli"), std::string::npos) << json;
+}
+
+// main.cpp sets the threading and allocator variables the user has not set (and re-executes
+// itself so that libgomp, OpenBLAS and glibc read them); provenance records what ran.
+TEST(Cli, RuntimeSettingsAreSetUnlessTheUserChose) {
+  TempDir dir;
+  auto environment_of = [&](const std::string& prefix) {
+    auto result = run_command(prefix + " " + std::string(NLA_BINARY) + " bench matmul --repeats 1 --out " + dir.file("b.json"));
+    EXPECT_EQ(result.exit_status, 0) << result.err;
+    return nlohmann::json::parse(read_text(dir.file("b.json"))).at("provenance").at("environment");
+  };
+  auto tuned = environment_of("env -u OMP_WAIT_POLICY -u OPENBLAS_THREAD_TIMEOUT -u GLIBC_TUNABLES");
+  EXPECT_EQ(tuned.at("OMP_WAIT_POLICY"), "PASSIVE");
+  EXPECT_EQ(tuned.at("OPENBLAS_THREAD_TIMEOUT"), "4");
+  EXPECT_NE(tuned.at("GLIBC_TUNABLES").get<std::string>().find("glibc.malloc.mmap_threshold="), std::string::npos);
+  auto chosen = environment_of("env -u GLIBC_TUNABLES OMP_WAIT_POLICY=ACTIVE NLA_NO_MALLOC_TUNING=1");
+  EXPECT_EQ(chosen.at("OMP_WAIT_POLICY"), "ACTIVE");
+  EXPECT_EQ(chosen.at("OPENBLAS_THREAD_TIMEOUT"), "4");
+  EXPECT_TRUE(chosen.at("GLIBC_TUNABLES").is_null());
+  auto untouched = environment_of("env -u OMP_WAIT_POLICY -u OPENBLAS_THREAD_TIMEOUT NLA_NO_THREAD_TUNING=1");
+  EXPECT_TRUE(untouched.at("OMP_WAIT_POLICY").is_null());
+  EXPECT_TRUE(untouched.at("OPENBLAS_THREAD_TIMEOUT").is_null());
 }
 
 std::string mpi_launch(int ranks) {
