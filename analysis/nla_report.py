@@ -49,6 +49,21 @@ def headline(f):
     return anchor, "\n".join(lines) + "\n"
 
 
+def write_report(lines, run_dir, report_dir):
+    """report_dir/report.md from `lines` plus the run's provenance (atomic); returns its path."""
+    provenance = os.path.join(run_dir, "provenance.json")
+    if os.path.exists(provenance):
+        with open(provenance) as handle:
+            info = json.load(handle)
+        lines = lines + ["## Provenance", "", f"- nla {info.get('nla_version', '?')}",
+                         f"- command: `{info.get('command_line', '?')}`", ""]
+    report = os.path.join(report_dir, "report.md")
+    with open(report + ".tmp", "w") as out:
+        out.write("\n".join(lines))
+    os.replace(report + ".tmp", report)
+    return report
+
+
 def anchor_runs(run_dir):
     """RUN/anchor_<L> subdirectories with a results.h5, by layer."""
     found = []
@@ -92,17 +107,7 @@ def build_several(run_dir):
         lines += [f"### Anchor layer {run['anchor']}", "",
                   f"Report: [{name}/report/report.md](../{name}/report/report.md)", "", table,
                   f"![metric vs layer, anchor {run['anchor']}](../{name}/report/figures/metric_vs_layer.png)", ""]
-    provenance = os.path.join(run_dir, "provenance.json")
-    if os.path.exists(provenance):
-        with open(provenance) as handle:
-            info = json.load(handle)
-        lines += ["## Provenance", "", f"- nla {info.get('nla_version', '?')}",
-                  f"- command: `{info.get('command_line', '?')}`", ""]
-    report = os.path.join(report_dir, "report.md")
-    with open(report + ".tmp", "w") as out:
-        out.write("\n".join(lines))
-    os.replace(report + ".tmp", report)
-    return report
+    return write_report(lines, run_dir, report_dir)
 
 
 def build(run_dir):
@@ -152,16 +157,7 @@ def build(run_dir):
                   "![coverage map](../coverage/coverage_map.png)", ""]
     lines += ["## Per-layer tests (cosine)", "", nla_stats.markdown_table(cosine_rows),
               "All metrics: `stats.csv`, `stats.md`.", ""]
-    provenance = os.path.join(run_dir, "provenance.json")
-    if os.path.exists(provenance):
-        info = json.load(open(provenance))
-        lines += ["## Provenance", "", f"- nla {info.get('nla_version', '?')}",
-                  f"- command: `{info.get('command_line', '?')}`", ""]
-    report = os.path.join(report_dir, "report.md")
-    with open(report + ".tmp", "w") as out:
-        out.write("\n".join(lines))
-    os.replace(report + ".tmp", report)
-    return report
+    return write_report(lines, run_dir, report_dir)
 
 
 def main(argv=None):

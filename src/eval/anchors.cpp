@@ -202,6 +202,27 @@ std::string write_run_coverage(const std::string& run, const CoverageOptions& op
   return result.statement;
 }
 
+namespace {
+
+// The single-anchor results of `parts` (run directories) merged into `out`: results.h5,
+// summary.csv, and what `record` writes. Returns the number of layers merged.
+size_t merge_single_anchor(const std::vector<std::string>& parts, const std::string& out, bool overwrite,
+                           const std::string& created_by, const std::function<void(const std::string&)>& record) {
+  NLA_CHECK_INPUT(overwrite || !fs::exists(out + "/results.h5"), out,
+                  "/results.h5: exists already (option 'overwrite' replaces it)");
+  std::vector<SweepResults> results;
+  for (const auto& part : parts) results.push_back(read_results(part + "/results.h5"));
+  auto merged = merge_results(results);
+  merged.attributes["created_by"] = created_by;
+  fs::create_directories(out);
+  record(out);
+  write_summary_csv(merged, out + "/summary.csv");
+  write_results(merged, out + "/results.h5");
+  return merged.layers.size();
+}
+
+}  // namespace
+
 void merge_run_directories(const std::vector<std::string>& dirs, const std::string& out, bool overwrite,
                            const std::string& created_by, const std::function<void(const std::string&)>& record) {
   NLA_CHECK_INPUT(!out.empty(), "option 'out': expected a run directory");
@@ -229,17 +250,8 @@ void merge_run_directories(const std::vector<std::string>& dirs, const std::stri
                   several.front(), " several (expected parts of one sweep)");
 
   if (!single.empty()) {
-    NLA_CHECK_INPUT(overwrite || !fs::exists(out + "/results.h5"), out,
-                    "/results.h5: exists already (option 'overwrite' replaces it)");
-    std::vector<SweepResults> parts;
-    for (const auto& part : single) parts.push_back(read_results(part + "/results.h5"));
-    auto merged = merge_results(parts);
-    merged.attributes["created_by"] = created_by;
-    fs::create_directories(out);
-    record(out);
-    write_summary_csv(merged, out + "/summary.csv");
-    write_results(merged, out + "/results.h5");
-    log_info("eval-merge: %zu parts, %zu layers -> %s", parts.size(), merged.layers.size(), out.c_str());
+    const size_t n_layers = merge_single_anchor(single, out, overwrite, created_by, record);
+    log_info("eval-merge: %zu parts, %zu layers -> %s", single.size(), n_layers, out.c_str());
     return;
   }
 
@@ -263,18 +275,9 @@ void merge_run_directories(const std::vector<std::string>& dirs, const std::stri
   record(out);
   size_t n_layers = 0;
   for (const auto& [layer, name] : anchors) {
-    const std::string anchor_out = out + "/" + name;
-    NLA_CHECK_INPUT(overwrite || !fs::exists(anchor_out + "/results.h5"), anchor_out,
-                    "/results.h5: exists already (option 'overwrite' replaces it)");
-    std::vector<SweepResults> parts;
-    for (const auto& part : several) parts.push_back(read_results(part + "/" + name + "/results.h5"));
-    auto merged = merge_results(parts);
-    merged.attributes["created_by"] = created_by;
-    fs::create_directories(anchor_out);
-    record(anchor_out);
-    write_summary_csv(merged, anchor_out + "/summary.csv");
-    write_results(merged, anchor_out + "/results.h5");
-    n_layers = merged.layers.size();
+    std::vector<std::string> anchor_parts;
+    for (const auto& part : several) anchor_parts.push_back(part + "/" + name);
+    n_layers = merge_single_anchor(anchor_parts, out + "/" + name, overwrite, created_by, record);
   }
   std::string statement = write_run_coverage(out, coverage, created_by);
   log_info("eval-merge: %zu parts, %zu anchors, %zu layers -> %s; %s", several.size(), anchors.size(), n_layers,
