@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 CONDITION_STYLE = {  # greyscale-safe: grey level, marker and dash pattern all differ
@@ -50,17 +51,28 @@ def metric_vs_layer(f, out_dir, metrics=("cosine", "fve", "recall10", "nrmse")):
     metrics = [m for m in metrics if f"metrics/av/{m}" in f]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
+        lowest = np.inf
         for condition, style in CONDITION_STYLE.items():
             key = f"metrics/{condition}/{metric}"
             if key not in f:
                 continue
             values = f[key][:]
             mean = np.nanmean(values, axis=1)
+            lowest = min(lowest, np.nanmin(mean)) if np.isfinite(mean).any() else lowest
             ax.plot(layers, mean, markersize=4, linewidth=1.4, **style)
         ax.axvline(anchor, color="0.5", linewidth=0.8, linestyle="--")
         ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(METRIC_LABEL.get(metric, metric))
-        ax.set_title(METRIC_LABEL.get(metric, metric))
+        title = METRIC_LABEL.get(metric, metric)
+        # FVE is unbounded below: reconstructions with norms far from the truth's (an
+        # untrained AR) reach -1e5 and would flatten every other curve. Linear in [-1, 1],
+        # logarithmic beyond, and the title says so.
+        if metric in ("fve", "fve_nrm") and lowest < -1:
+            ax.set_yscale("symlog", linthresh=1.0)
+            ax.set_ylim(top=1.5)  # FVE <= 1 by definition
+            title += " (symlog below -1)"
+        ax.set_title(title)
         ax.grid(True, color="0.9")
     axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(f"Reconstruction by layer, mean over samples (anchor layer {anchor}, dashed line)")
