@@ -5,6 +5,7 @@
 #include <csignal>
 
 #include "nla/core/error.hpp"
+#include "nla/core/log.hpp"
 
 namespace nla {
 
@@ -52,6 +53,23 @@ int StopSignals::agreed(MPI_Comm comm) const {
   int mine = g_received.load(), any = 0;
   NLA_CHECK_MPI(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, comm));
   return any;
+}
+
+void end_of_step(const StopSignals& stop, MPI_Comm comm, const StepBoundary& b) {
+  int rank = 0;
+  NLA_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  if (b.kill_after_steps >= 0 && b.step == b.kill_after_steps && rank == 0) {
+    log_warn("%s: --kill-after-steps %lld reached: rank 0 raises %s (a test of resume)", b.command,
+             static_cast<long long>(b.kill_after_steps), signal_name(b.kill_signal).c_str());
+    if (b.before_kill) b.before_kill();
+    std::raise(b.kill_signal);
+  }
+  if (b.step >= b.steps) return;  // the last step just finishes
+  if (const int signal = stop.agreed(comm)) {
+    if (!b.saved) b.save();
+    throw StoppedBySignal(signal, str("stopped by ", signal_name(signal), " after step ", b.step, " of ", b.steps,
+                                      "; checkpoint written to ", b.saved_to, "; rerun the same command to resume"));
+  }
 }
 
 std::string signal_name(int signal) {

@@ -65,6 +65,7 @@ void ShardedAdamW::step(double lr) {
   at::NoGradGuard no_grad;
   auto& units = model_.units();
   for (size_t u = 0; u < units.size(); ++u) {
+    if (units[u].frozen) continue;
     at::Tensor& param = units[u].master;  // (S)
     const at::Tensor& grad = units[u].grad;
     if (options_.weight_decay != 0) param.mul_(1 - lr * options_.weight_decay);

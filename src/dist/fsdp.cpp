@@ -95,7 +95,7 @@ void ShardedModel::gather(FlatUnit& unit, bool requires_grad) {
   unit.gathered = at::empty({unit.padded_numel}, at::TensorOptions().dtype(compute_dtype_).device(device_));
   comm_.all_gather(unit.compute, unit.gathered);
   // A leaf: the entries' views route their gradients into gathered.grad(), (padded).
-  if (requires_grad) unit.gathered.requires_grad_(true);
+  if (requires_grad && !unit.frozen) unit.gathered.requires_grad_(true);
   for (auto& entry : unit.entries) *entry.slot = unit.gathered.narrow(0, entry.offset, entry.numel).view(entry.shape);
 }
 
@@ -114,6 +114,15 @@ void ShardedModel::reduce_scatter_grad(FlatUnit& unit) {
   comm_.reduce_scatter(full32, part);
   if (options_.average_gradients && comm_.size() > 1) part.div_(static_cast<double>(comm_.size()));
   unit.grad.add_(part);
+}
+
+void ShardedModel::freeze(const std::string& name) {
+  for (auto& unit : units_)
+    if (unit.name == name) {
+      unit.frozen = true;
+      return;
+    }
+  NLA_INPUT_ERROR("freeze: the model has no parameter unit '", name, "'");
 }
 
 void ShardedModel::zero_grad() {

@@ -297,6 +297,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
   std::unique_ptr<dist::ShardedAdamW> av_optimizer, ar_optimizer;
   if (is_trainer) {
     policy = std::make_unique<train::ShardedVerbalizer>(autoencoder::load_av(o.av, load), groups.trainer);
+    if (o.freeze_embeddings) policy->sharded().freeze("embed");
     reference = std::make_unique<train::ShardedVerbalizer>(autoencoder::load_av(o.av, load), groups.trainer);
     critic = std::make_unique<train::ShardedReconstructor>(autoencoder::load_ar(o.ar, load), groups.trainer);
     dist::AdamWOptions av_adam;
@@ -621,21 +622,17 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     const bool last = step + 1 == o.steps;
     const bool saved = last || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0);
     if (saved) checkpoint(step + 1);
-    if (o.kill_after_steps >= 0 && step + 1 == o.kill_after_steps && rank == 0) {
-      log_warn("grpo: --kill-after-steps %lld reached: rank 0 raises %s (testing resume)",
-               static_cast<long long>(o.kill_after_steps), signal_name(kill_signal).c_str());
-      metrics.flush();
-      std::raise(kill_signal);
-    }
-    // Step boundary: a stop signal on any rank stops every rank here, after a checkpoint of
-    // this step as a periodic one would write (the last step just finishes).
-    if (last) continue;
-    if (const int signal = stop.agreed(MPI_COMM_WORLD)) {
-      if (!saved) checkpoint(step + 1);
-      throw StoppedBySignal(signal, str("stopped by ", signal_name(signal), " after step ", step + 1, " of ", o.steps,
-                                        "; checkpoint written to ", o.out,
-                                        " (av/, ar/, trainer_state/); rerun the same command to resume"));
-    }
+    StepBoundary boundary;
+    boundary.command = "grpo";
+    boundary.step = step + 1;
+    boundary.steps = o.steps;
+    boundary.saved = saved;
+    boundary.save = [&] { checkpoint(step + 1); };
+    boundary.saved_to = o.out + " (av/, ar/, trainer_state/)";
+    boundary.kill_after_steps = o.kill_after_steps;
+    boundary.kill_signal = kill_signal;
+    boundary.before_kill = [&] { metrics.flush(); };
+    end_of_step(stop, MPI_COMM_WORLD, boundary);
   }
   if (start_step >= o.steps) log_info("grpo: %s already holds all %lld steps", o.out.c_str(), static_cast<long long>(o.steps));
   world.barrier();

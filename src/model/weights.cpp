@@ -81,14 +81,15 @@ uint64_t tensor_seed(uint64_t seed, const std::string& name) {
   return z ^ (z >> 31);
 }
 
-// fp32 on CPU, as HF's _init_weights with initializer_range 0.02.
-at::Tensor init_tensor(const ParameterSlot& slot, uint64_t seed) {
+// fp32 on CPU, as HF's _init_weights with initializer_range 0.02 (the embedding: embedding_std).
+at::Tensor init_tensor(const ParameterSlot& slot, uint64_t seed, double embedding_std = 0.02) {
   switch (slot.init) {
     case ParameterSlot::Init::zeros: return at::zeros(slot.shape);
     case ParameterSlot::Init::ones: return at::ones(slot.shape);
     case ParameterSlot::Init::normal: {
       auto generator = at::make_generator<at::CPUGeneratorImpl>(tensor_seed(seed, slot.hf_name));
-      return at::empty(slot.shape).normal_(0.0, 0.02, generator);
+      const double std = slot.hf_name == "model.embed_tokens.weight" ? embedding_std : 0.02;
+      return at::empty(slot.shape).normal_(0.0, std, generator);
     }
   }
   NLA_THROW("bad init");
@@ -188,7 +189,7 @@ void save_weights(Qwen2Model& model, const std::string& directory, c10::ScalarTy
 }
 
 void write_random_checkpoint(const Qwen2Config& config, uint64_t seed, const std::string& directory,
-                             c10::ScalarType dtype, uint64_t max_shard_bytes) {
+                             c10::ScalarType dtype, uint64_t max_shard_bytes, double embedding_std) {
   Qwen2Weights placeholder;  // the slots' tensors stay empty: values come from the producer
   auto slots = qwen2_parameter_slots(placeholder, config, -1, true);
   std::map<std::string, const ParameterSlot*> by_name;
@@ -196,7 +197,7 @@ void write_random_checkpoint(const Qwen2Config& config, uint64_t seed, const std
   io::write_checkpoint(
       directory, plan(slots, dtype),
       [&](const io::PlannedTensor& planned, std::vector<uint8_t>& out) {
-        copy_bytes(init_tensor(*by_name.at(planned.name), seed).to(dtype), out);
+        copy_bytes(init_tensor(*by_name.at(planned.name), seed, embedding_std).to(dtype), out);
       },
       max_shard_bytes);
 }

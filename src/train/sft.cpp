@@ -266,20 +266,16 @@ SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const
     if (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0)) evaluate(step + 1);
     const bool saved = !last && o.save_every > 0 && (step + 1) % o.save_every == 0;
     if (saved) save_state(step + 1);
-    if (o.kill_after_steps >= 0 && step + 1 == o.kill_after_steps && root) {
-      log_info("%s: --kill-after-steps %lld: rank 0 raises %s (a test of resume)", task.command,
-               static_cast<long long>(o.kill_after_steps), signal_name(kill_signal).c_str());
-      std::raise(kill_signal);
-    }
-    // Step boundary: a stop signal on any rank stops every rank here, after saving this
-    // step's trainer_state/ as a periodic save would (the last step just finishes).
-    if (last) continue;
-    if (const int signal = stop.agreed(comm.mpi_comm())) {
-      if (!saved) save_state(step + 1);
-      throw StoppedBySignal(signal, str("stopped by ", signal_name(signal), " after step ", step + 1, " of ",
-                                        o.steps, "; checkpoint written to ", o.out,
-                                        "/trainer_state; rerun the same command to resume"));
-    }
+    StepBoundary boundary;
+    boundary.command = task.command;
+    boundary.step = step + 1;
+    boundary.steps = o.steps;
+    boundary.saved = saved;
+    boundary.save = [&] { save_state(step + 1); };
+    boundary.saved_to = o.out + "/trainer_state";
+    boundary.kill_after_steps = o.kill_after_steps;
+    boundary.kill_signal = kill_signal;
+    end_of_step(stop, comm.mpi_comm(), boundary);
   }
   progress.finish();
   task.save_checkpoint(result.checkpoint);
@@ -474,6 +470,7 @@ SftResult train_av(const SftOptions& o, const SftInputs& inputs) {
   fsdp.per_block = o.per_block;
   fsdp.compute_dtype = compute_dtype;
   ShardedVerbalizer av(model::Qwen2Model::load(o.model, load), comm, fsdp);
+  if (o.freeze_embeddings) av.sharded().freeze("embed");
   dist::AdamWOptions adamw;
   adamw.lr = o.lr_max;
   adamw.beta1 = 0.9;
@@ -520,13 +517,15 @@ SftResult train_av(const SftOptions& o, const SftInputs& inputs) {
       auto mine = share_of(chunk, comm.rank(), comm.size());
       const bool idle = mine.empty();
       if (idle) mine = {data.eval_rows.front()};
-      std::vector<int64_t> borrowed;
-      for (int64_t row : mine) borrowed.push_back(borrowed_vector.at(row));
-      auto logprobs = av.token_logprobs(batch_of(mine));                                 // (R, A)
-      auto logprobs_shuffled = av.token_logprobs(batch_with_vectors(mine, borrowed));    // (R, A)
+      // One batch of 2R: the rows with their own vectors, then the same answers with borrowed ones.
+      const int64_t r = static_cast<int64_t>(mine.size());
+      std::vector<int64_t> answer_rows = mine, vector_rows = mine;
+      answer_rows.insert(answer_rows.end(), mine.begin(), mine.end());
+      for (int64_t row : mine) vector_rows.push_back(borrowed_vector.at(row));
+      auto logprobs = av.token_logprobs(batch_with_vectors(answer_rows, vector_rows));  // (2R, A)
       if (!idle) {
-        nll -= logprobs.sum().item<double>();
-        nll_shuffled -= logprobs_shuffled.sum().item<double>();
+        nll -= logprobs.narrow(0, 0, r).sum().item<double>();
+        nll_shuffled -= logprobs.narrow(0, r, r).sum().item<double>();
       }
     }
     SftEval e;

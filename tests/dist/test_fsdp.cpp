@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "nla/core/error.hpp"
 #include "nla/dist/adamw.hpp"
 #include "nla/dist/communicator.hpp"
 #include "nla/dist/fsdp.hpp"
@@ -69,11 +70,16 @@ struct TrainingRun {
   std::map<std::string, at::Tensor> parameters;  // after the last step
 };
 
-// Plain autograd on the whole batch, torch's AdamW and clip_grad_norm_.
-TrainingRun reference_run(const model::Qwen2Config& config, int steps) {
+// Plain autograd on the whole batch, torch's AdamW and clip_grad_norm_. With
+// freeze_embedding the embedding (and a tied head) is left out of the optimizer and of autograd.
+TrainingRun reference_run(const model::Qwen2Config& config, int steps, bool freeze_embedding = false) {
   model::Qwen2Model net = model::Qwen2Model::random_init(config, kSeed);
-  std::vector<at::Tensor> params = net.parameters();
-  for (auto& p : params) p.requires_grad_(true);
+  std::vector<at::Tensor> params;
+  for (auto& [name, p] : net.named_parameters()) {
+    if (freeze_embedding && name == "model.embed_tokens.weight") continue;
+    p.requires_grad_(true);
+    params.push_back(p);
+  }
   auto a = adamw_options();
   torch::optim::AdamW optimizer(
       params, torch::optim::AdamWOptions(a.lr).betas({a.beta1, a.beta2}).eps(a.eps).weight_decay(a.weight_decay));
@@ -204,6 +210,32 @@ INSTANTIATE_TEST_SUITE_P(Modes, ShardedTraining,
                            return std::string(info.param.per_block ? "PerBlock" : "GatherAll") +
                                   (info.param.tied ? "Tied" : "Untied");
                          });
+
+// --freeze-embeddings: the frozen unit keeps its initial values and gets no gradient; the
+// other units follow torch's AdamW over the remaining parameters (the clipping norm too).
+TEST(ShardedTraining, FrozenEmbeddingMatchesReferenceWithoutIt) {
+  const int steps = 3;
+  const model::Qwen2Config config = test_config(true);
+  TrainingRun reference = reference_run(config, steps, /*freeze_embedding=*/true);
+  for (bool per_block : {false, true}) {
+    nla::dist::FsdpOptions options;
+    options.per_block = per_block;
+    ShardedModel sharded(model::Qwen2Model::random_init(config, kSeed), Communicator::world(), options);
+    sharded.freeze("embed");
+    const at::Tensor embed_before = sharded.units().front().master.clone();
+    ShardedAdamW optimizer(sharded, adamw_options());
+    std::vector<double> norms;
+    std::vector<double> losses = train_steps(sharded, optimizer, steps, &norms);
+    EXPECT_TRUE(at::equal(sharded.units().front().master, embed_before)) << "the frozen embedding moved";
+    EXPECT_EQ(sharded.units().front().grad.abs().max().item<double>(), 0.0);
+    std::string where;
+    EXPECT_LE(max_param_diff(reference.parameters, sharded, where), kParamTolerance) << "worst tensor: " << where;
+    EXPECT_LE(max_loss_diff(losses, reference.losses), kLossTolerance);
+    EXPECT_LE(max_relative_diff(norms, reference.grad_norms), kGradNormTolerance);
+  }
+  ShardedModel sharded(model::Qwen2Model::random_init(config, kSeed), Communicator::world());
+  EXPECT_THROW(sharded.freeze("embeddings"), nla::InputError);
+}
 
 // The AR's shape of loss: blocks 0..L only (stop_after_layer), a loss on the hidden state,
 // no head. Per-block recomputation must give the gather-all gradients; units the loss does

@@ -1,7 +1,9 @@
 // `nla init-model` and `nla generate` end to end, and bad checkpoints: exit 2 with one
 // line naming the file and the tensor or key.
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -20,6 +22,31 @@ std::string tokenizer_option() { return " --tokenizer " + nla::test::repo_path("
 std::string ids_line(const std::string& out) {
   auto at = out.find("ids: ");
   return at == std::string::npos ? "" : out.substr(at, out.find('\n', at) - at);
+}
+
+// --embedding-std scales the embedding (the tied head) only; every other tensor keeps
+// HF's N(0, 0.02) and the same bytes.
+TEST(InitModel, EmbeddingStdScalesOnlyTheEmbedding) {
+  nla::test::TempDir dir;
+  ASSERT_EQ(run_nla("init-model --preset tiny --seed 7 --out " + dir.file("a") + tokenizer_option()).exit_status, 0);
+  auto wide = run_nla("init-model --preset tiny --seed 7 --embedding-std 0.5 --out " + dir.file("b") + tokenizer_option());
+  ASSERT_EQ(wide.exit_status, 0) << wide.err;
+  auto a = nla::model::Qwen2Model::load(dir.file("a"));
+  auto b = nla::model::Qwen2Model::load(dir.file("b"));
+  auto named_b = b.named_parameters();
+  for (auto& [name, tensor] : a.named_parameters()) {
+    const at::Tensor other = std::find_if(named_b.begin(), named_b.end(), [&](auto& p) { return p.first == name; })->second;
+    if (name == "model.embed_tokens.weight") {
+      EXPECT_NEAR(tensor.std().item<double>(), 0.02, 2e-4);
+      EXPECT_NEAR(other.std().item<double>(), 0.5, 5e-3);
+    } else {
+      EXPECT_TRUE(at::equal(tensor, other)) << name;
+    }
+  }
+  auto bad = run_nla("init-model --preset tiny --embedding-std 0 --out " + dir.file("c") + tokenizer_option());
+  EXPECT_EQ(bad.exit_status, 2);
+  EXPECT_NE(bad.err.find("embedding-std"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(dir.file("c")));
 }
 
 TEST(InitModel, DeterministicForASeedAndShardedEqualsSingle) {

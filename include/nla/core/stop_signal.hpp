@@ -14,6 +14,10 @@
 
 #include <mpi.h>
 
+#include <csignal>
+
+#include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -45,6 +49,24 @@ class StoppedBySignal : public std::runtime_error {
  private:
   int signal_;
 };
+
+// The end of one step of a training loop (train-ar, train-av, grpo), the same on every rank.
+struct StepBoundary {
+  const char* command = "";       // "train-av", "grpo": names the log line
+  int64_t step = 0;               // steps done, 1-based
+  int64_t steps = 0;              // of the whole run
+  bool saved = false;             // this step's checkpoint is already written
+  std::function<void()> save;     // writes it (collective)
+  std::string saved_to;           // where save() writes, for the stop message
+  int64_t kill_after_steps = -1;  // tests of resume: rank 0 raises kill_signal after this step
+  int kill_signal = SIGKILL;
+  std::function<void()> before_kill;  // rank 0, before it raises kill_signal (e.g. flush metrics)
+};
+
+// Collective over comm at a step boundary. First the resume test's kill, if due. Then,
+// unless this was the last step, a stop signal received by any rank stops every rank here:
+// the step's checkpoint is written (unless `saved`) and StoppedBySignal is thrown.
+void end_of_step(const StopSignals& stop, MPI_Comm comm, const StepBoundary& boundary);
 
 // "SIGTERM", "SIGINT", "SIGUSR1", "SIGKILL"; other numbers as "signal N".
 std::string signal_name(int signal);

@@ -75,6 +75,7 @@ struct FlatUnit {
   at::Tensor compute;   // (S) compute dtype; the same tensor as master when fp32
   at::Tensor grad;      // (S) fp32
   at::Tensor gathered;  // (padded) compute dtype while gathered; undefined otherwise
+  bool frozen = false;  // no gradient is computed and the optimizer leaves it as it is
 };
 
 // Bytes this rank holds (for `nla bench memory`).
@@ -127,6 +128,10 @@ class ShardedModel {
   // An extra parameter's full tensor: defined only while gathered, i.e. inside a loss
   // function or a forward_then post-processing. InputError for an unknown name.
   const at::Tensor& extra(const std::string& name) const;
+
+  // Keeps the unit `name` ("embed", "layers.3", "head") as it is from now on: backward
+  // computes no gradient for it and ShardedAdamW skips it. InputError for an unknown name.
+  void freeze(const std::string& name);
 
   void zero_grad();
   // Scales the grad shards so their global L2 norm is at most max_norm (torch's

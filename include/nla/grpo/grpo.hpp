@@ -61,6 +61,7 @@ struct GrpoOptions {
   double kl_coef = 0.01;
   bool advantage_std = true;           // divide advantages by the group's std
   int64_t ppo_epochs = 1;              // optimizer steps on each step's rollouts
+  bool freeze_embeddings = false;      // the AV's token embedding (and tied LM head) is not trained
   int64_t train_batch = 8;             // micro-batch rows per trainer rank
   // AR refresh
   int64_t ar_refresh_every = 1;        // 1: every step (the authors); 10: the seed's schedule; 0: frozen AR

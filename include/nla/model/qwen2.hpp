@@ -148,8 +148,10 @@ void save_weights(Qwen2Model& model, const std::string& directory, c10::ScalarTy
 c10::ScalarType dtype_from_config_name(const std::string& name, const std::string& where);
 
 // Writes a seeded random-init checkpoint without building the model in memory (one
-// shard at a time): the path of `nla init-model`. Same tensors as random_init.
+// shard at a time): the path of `nla init-model`. Same tensors as random_init. Weights are
+// N(0, 0.02) as in HF's init; the token embedding (also the tied LM head) is
+// N(0, embedding_std).
 void write_random_checkpoint(const Qwen2Config& config, uint64_t seed, const std::string& directory,
-                             c10::ScalarType dtype, uint64_t max_shard_bytes);
+                             c10::ScalarType dtype, uint64_t max_shard_bytes, double embedding_std = 0.02);
 
 }  // namespace nla::model

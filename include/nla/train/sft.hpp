@@ -49,6 +49,7 @@ struct SftOptions {
   int64_t max_eval_samples = 512;
   int64_t save_every = 0;            // trainer_state/ every N steps (0: at the end only)
   bool per_block = false;            // FSDP per-block gathering with recomputation
+  bool freeze_embeddings = false;    // AV: the token embedding (and a tied LM head) is not trained
   int64_t max_tokens = 256;          // AR inputs keep their last N tokens; AV answers are cut to N
   double validation_fraction = 0.1;  // of the documents
   double injection_scale = 0;        // s; 0 = the training rows' mean norm, rounded up

@@ -39,6 +39,8 @@ class GrpoCommand : public Command {
     options.add(s, "kl-coef", &o_.kl_coef, "weight of the k3 KL to the frozen SFT AV");
     options.add(s, "advantage-std", &o_.advantage_std, "divide advantages by the group's std (false: mean-centred only)");
     options.add(s, "ppo-epochs", &o_.ppo_epochs, "AV optimizer steps on each step's rollouts");
+    options.add(s, "freeze-embeddings", &o_.freeze_embeddings,
+                "keep the AV's token embedding (and a tied LM head) as loaded, as train-av --freeze-embeddings");
     options.add(s, "train-batch", &o_.train_batch, "micro-batch rows per trainer rank (memory)");
     options.add(s, "ar-refresh-every", &o_.ar_refresh_every, "AR updates every N steps (1: every step; 0: frozen AR)");
     options.add(s, "ar-refresh-steps", &o_.ar_refresh_steps, "AR optimizer steps per refresh");

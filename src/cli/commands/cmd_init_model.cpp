@@ -4,6 +4,7 @@
 // run never leaves something that looks like a checkpoint.
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -35,11 +36,16 @@ class InitModelCommand : public Command {
     options.add("init-model", "tokenizer", &tokenizer_,
                 "tokenizer.json to copy (tokenizer_config.json is taken from the same directory)");
     options.add("init-model", "overwrite", &overwrite_, "replace an existing checkpoint directory at --out");
+    options.add("init-model", "embedding-std", &embedding_std_,
+                "std of the token embedding (also the tied LM head); other weights are N(0, 0.02) as in HF. "
+                "A tiny model needs a larger one to make confident predictions with frozen embeddings (see README)");
   }
 
   void run(const RunContext& context) override {
     model::Qwen2Config config = model::qwen2_preset(preset_);
     NLA_CHECK_INPUT(!out_.empty(), "option 'out': an output directory is required");
+    NLA_CHECK_INPUT(embedding_std_ > 0 && std::isfinite(embedding_std_), "option 'embedding-std': expected > 0, got ",
+                    embedding_std_);
     NLA_CHECK_INPUT(max_shard_mb_ > 0, "option 'max-shard-mb': expected > 0, got ", max_shard_mb_);
     if (!dtype_.empty()) config.torch_dtype = dtype_;
     auto dtype = model::dtype_from_config_name(config.torch_dtype, "option 'dtype'");
@@ -61,11 +67,11 @@ class InitModelCommand : public Command {
       fs::remove_all(temp);
       fs::create_directories(temp);
       try {
-        log_info("init-model: preset %s, %s parameters, %s, seed %lld", preset_.c_str(),
+        log_info("init-model: preset %s, %s parameters, %s, seed %lld, embedding std %g", preset_.c_str(),
                  format_count(static_cast<double>(config.num_parameters())).c_str(), config.torch_dtype.c_str(),
-                 static_cast<long long>(seed_));
+                 static_cast<long long>(seed_), embedding_std_);
         model::write_random_checkpoint(config, static_cast<uint64_t>(seed_), temp, dtype,
-                                       static_cast<uint64_t>(max_shard_mb_) * 1000000ull);
+                                       static_cast<uint64_t>(max_shard_mb_) * 1000000ull, embedding_std_);
         write_file_atomic(temp + "/config.json", config.to_json_text());
         nlohmann::ordered_json generation = {{"bos_token_id", config.bos_token_id},
                                              {"eos_token_id", {151645, 151643}},
@@ -94,6 +100,7 @@ class InitModelCommand : public Command {
   int64_t max_shard_mb_ = 5000;
   std::string tokenizer_ = "models/tokenizer.json";
   bool overwrite_ = false;
+  double embedding_std_ = 0.02;
 };
 
 std::unique_ptr<Command> make_init_model_command() { return std::make_unique<InitModelCommand>(); }

@@ -37,6 +37,10 @@ inline void declare_sft_options(OptionSet& options, const std::string& section, 
   options.add(section, "save-every", &o.save_every, "write trainer_state/ every N steps (0: at the end only)");
   options.add(section, "per-block", &o.per_block,
               "FSDP: gather one block at a time and recompute it in backward (memory) instead of all at once");
+  if (!ar)
+    options.add(section, "freeze-embeddings", &o.freeze_embeddings,
+                "keep the token embedding (and a tied LM head) as loaded: the injected activations live in "
+                "its geometry, which Adam would move for every vocabulary row (see README)");
   options.add(section, "max-tokens", &o.max_tokens,
               ar ? "AR inputs keep their last N tokens" : "answers are cut to their first N tokens");
   options.add(section, "validation-fraction", &o.validation_fraction, "fraction of documents held out");
