@@ -622,17 +622,11 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     const bool last = step + 1 == o.steps;
     const bool saved = last || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0);
     if (saved) checkpoint(step + 1);
-    StepBoundary boundary;
-    boundary.command = "grpo";
-    boundary.step = step + 1;
-    boundary.steps = o.steps;
-    boundary.saved = saved;
-    boundary.save = [&] { checkpoint(step + 1); };
-    boundary.saved_to = o.out + " (av/, ar/, trainer_state/)";
-    boundary.kill_after_steps = o.kill_after_steps;
-    boundary.kill_signal = kill_signal;
-    boundary.before_kill = [&] { metrics.flush(); };
-    end_of_step(stop, MPI_COMM_WORLD, boundary);
+    end_of_step(stop, MPI_COMM_WORLD,
+                {.command = "grpo", .step = step + 1, .steps = o.steps, .saved = saved,
+                 .save = [&] { checkpoint(step + 1); }, .saved_to = o.out + " (av/, ar/, trainer_state/)",
+                 .before_kill = [&] { metrics.flush(); }, .kill_after_steps = o.kill_after_steps,
+                 .kill_signal = kill_signal});
   }
   if (start_step >= o.steps) log_info("grpo: %s already holds all %lld steps", o.out.c_str(), static_cast<long long>(o.steps));
   world.barrier();

@@ -266,16 +266,10 @@ SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const
     if (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0)) evaluate(step + 1);
     const bool saved = !last && o.save_every > 0 && (step + 1) % o.save_every == 0;
     if (saved) save_state(step + 1);
-    StepBoundary boundary;
-    boundary.command = task.command;
-    boundary.step = step + 1;
-    boundary.steps = o.steps;
-    boundary.saved = saved;
-    boundary.save = [&] { save_state(step + 1); };
-    boundary.saved_to = o.out + "/trainer_state";
-    boundary.kill_after_steps = o.kill_after_steps;
-    boundary.kill_signal = kill_signal;
-    end_of_step(stop, comm.mpi_comm(), boundary);
+    end_of_step(stop, comm.mpi_comm(),
+                {.command = task.command, .step = step + 1, .steps = o.steps, .saved = saved,
+                 .save = [&] { save_state(step + 1); }, .saved_to = o.out + "/trainer_state", .before_kill = {},
+                 .kill_after_steps = o.kill_after_steps, .kill_signal = kill_signal});
   }
   progress.finish();
   task.save_checkpoint(result.checkpoint);

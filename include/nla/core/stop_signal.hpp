@@ -58,9 +58,9 @@ struct StepBoundary {
   bool saved = false;             // this step's checkpoint is already written
   std::function<void()> save;     // writes it (collective)
   std::string saved_to;           // where save() writes, for the stop message
+  std::function<void()> before_kill;  // rank 0, before it raises kill_signal (e.g. flush metrics)
   int64_t kill_after_steps = -1;  // tests of resume: rank 0 raises kill_signal after this step
   int kill_signal = SIGKILL;
-  std::function<void()> before_kill;  // rank 0, before it raises kill_signal (e.g. flush metrics)
 };
 
 // Collective over comm at a step boundary. First the resume test's kill, if due. Then,
