@@ -15,7 +15,6 @@
 #include <mpi.h>
 
 #include <csignal>
-
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
