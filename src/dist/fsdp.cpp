@@ -192,8 +192,8 @@ at::Tensor ShardedModel::block_stage(int64_t layer, const at::Tensor& x, const m
   return model::Qwen2Model::from_weights(cfg, std::move(weights)).forward(in, options).hidden;  // (B, T, C)
 }
 
-at::Tensor ShardedModel::head_stage(const at::Tensor& x, const model::ForwardInput& /*input*/,
-                                    const model::ForwardOptions& options) const {
+model::ForwardOutput ShardedModel::head_stage(const at::Tensor& x, const model::ForwardInput& /*input*/,
+                                              const model::ForwardOptions& options) const {
   model::Qwen2Config cfg = config();
   cfg.num_hidden_layers = 0;
   model::Qwen2Weights weights;
@@ -208,7 +208,12 @@ at::Tensor ShardedModel::head_stage(const at::Tensor& x, const model::ForwardInp
   in.inputs_embeds = x;  // (B, T, C)
   model::ForwardOptions head_options;
   head_options.logits_index = options.logits_index;
-  return model::Qwen2Model::from_weights(cfg, std::move(weights)).forward(in, head_options).logits;  // (B, [T,] V)
+  head_options.target_ids = options.target_ids;
+  auto head_out = model::Qwen2Model::from_weights(cfg, std::move(weights)).forward(in, head_options);
+  model::ForwardOutput out;
+  out.logits = head_out.logits;                  // (B, [T,] V), or undefined with target_ids
+  out.token_logprobs = head_out.token_logprobs;  // shaped as target_ids
+  return out;
 }
 
 // ---- training steps ------------------------------------------------------------------
@@ -264,7 +269,9 @@ at::Tensor ShardedModel::forward_backward_per_block(const model::ForwardInput& i
   if (head) {
     gather(*head_unit(), true);
     if (tied) gather(embed_unit(), true);  // stays gathered until the embedding's backward
-    out.logits = head_stage(last, input, options);
+    auto head_out = head_stage(last, input, options);
+    out.logits = head_out.logits;
+    out.token_logprobs = head_out.token_logprobs;
   }
   if (extra_unit()) gather(*extra_unit(), true);
   at::Tensor loss = loss_fn(out);
@@ -347,7 +354,9 @@ model::ForwardOutput ShardedModel::forward(const model::ForwardInput& input, con
   if (runs_head(options)) {
     gather(*head_unit(), false);
     if (tied_head_) gather(embed_unit(), false);
-    out.logits = head_stage(x, input, options);
+    auto head_out = head_stage(x, input, options);
+    out.logits = head_out.logits;
+    out.token_logprobs = head_out.token_logprobs;
   }
   return out;
 }

@@ -9,6 +9,7 @@
 
 #include "nla/core/error.hpp"
 #include "nla/model/qwen2.hpp"
+#include "nla/model/token_logprobs.hpp"
 
 namespace nla::model {
 
@@ -190,7 +191,13 @@ ForwardOutput Qwen2Model::forward(const ForwardInput& input, const ForwardOption
     }
     last = rms_norm(last, weights_.norm, cfg.rms_norm_eps);
     const at::Tensor& head = weights_.lm_head.defined() ? weights_.lm_head : weights_.embed_tokens;
-    out.logits = at::linear(last, head).to(at::kFloat);  // (B, [T,] V)
+    if (options.target_ids.defined()) {
+      NLA_CHECK(options.logits_index.defined() && options.target_ids.sizes() == options.logits_index.sizes(),
+                "target_ids must come with a logits_index of the same shape");
+      out.token_logprobs = token_logprobs(last, head, options.target_ids);  // (B [, K])
+    } else {
+      out.logits = at::linear(last, head).to(at::kFloat);  // (B, [T,] V)
+    }
   }
   return out;
 }

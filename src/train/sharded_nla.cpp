@@ -139,20 +139,19 @@ model::ForwardInput av_input(const AvBatch& batch) {
   return input;
 }
 
-// Logits at positions P-1 .. P+A-2: those that predict the answer tokens.
+// Positions P-1 .. P+A-2, those that predict the answer tokens, with the answer as targets:
+// the model returns log p(answer) there (no (B, A, V) logits; the vocabulary dominates the cost).
 model::ForwardOptions answer_window(const AvBatch& batch) {
   const int64_t b = batch.answer_ids.size(0), a = batch.answer_ids.size(1);
   model::ForwardOptions options;
   options.logits_index = (at::arange(a, batch.answer_ids.options()) + (batch.answer_start - 1)).expand({b, a});  // (B, A)
+  options.target_ids = batch.answer_ids;  // (B, A)
   return options;
 }
 
-// logits (B, A, V) -> log p(answer) (B, A), 0 where masked. The picked logit minus the
-// logsumexp: no (B, A, V) log-softmax is materialised (the vocabulary dominates the cost).
-at::Tensor answer_logprobs(const at::Tensor& logits, const AvBatch& batch) {
-  auto scores = logits.to(at::kFloat);                                              // (B, A, V)
-  auto picked = scores.gather(2, batch.answer_ids.unsqueeze(2)).squeeze(2);        // (B, A)
-  return (picked - at::logsumexp(scores, {-1})) * batch.answer_mask.to(at::kFloat);  // (B, A)
+// log p(answer) (B, A), 0 where masked.
+at::Tensor answer_logprobs(const model::ForwardOutput& out, const AvBatch& batch) {
+  return out.token_logprobs * batch.answer_mask.to(at::kFloat);  // (B, A)
 }
 
 }  // namespace
@@ -164,7 +163,7 @@ ShardedVerbalizer::ShardedVerbalizer(model::Qwen2Model av, dist::Communicator co
 
 double ShardedVerbalizer::accumulate_gradients(const AvBatch& batch, const LogprobLoss& loss_fn) {
   auto loss = sharded_->forward_backward(av_input(batch), answer_window(batch), [&](const model::ForwardOutput& out) {
-    return loss_fn(answer_logprobs(out.logits, batch));
+    return loss_fn(answer_logprobs(out, batch));
   });
   return loss.item<double>();
 }
@@ -181,7 +180,7 @@ at::Tensor ShardedVerbalizer::accumulate_sft_gradients(const AvBatch& batch, dou
 
 at::Tensor ShardedVerbalizer::token_logprobs(const AvBatch& batch) {
   return sharded_->forward_then(av_input(batch), answer_window(batch),
-                                [&](const model::ForwardOutput& out) { return answer_logprobs(out.logits, batch); });
+                                [&](const model::ForwardOutput& out) { return answer_logprobs(out, batch); });
 }
 
 model::Qwen2Model ShardedVerbalizer::gather() {

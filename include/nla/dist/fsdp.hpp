@@ -164,7 +164,8 @@ class ShardedModel {
   // The per-block stages: the model's forward over views of the weights.
   at::Tensor embed_stage(const model::ForwardInput& input) const;
   at::Tensor block_stage(int64_t layer, const at::Tensor& x, const model::ForwardInput& input) const;
-  at::Tensor head_stage(const at::Tensor& x, const model::ForwardInput& input, const model::ForwardOptions& options) const;
+  model::ForwardOutput head_stage(const at::Tensor& x, const model::ForwardInput& input,
+                                  const model::ForwardOptions& options) const;
   bool runs_head(const model::ForwardOptions& options) const;
   int64_t blocks_run(const model::ForwardOptions& options) const;
   FlatUnit& embed_unit() { return units_.front(); }

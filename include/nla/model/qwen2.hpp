@@ -89,6 +89,8 @@ struct ForwardOptions {
   bool compute_logits = true;
   at::Tensor logits_index;              // (B) int64: logits only at these positions -> (B, V);
                                         // (B, K): K positions per row -> (B, K, V)
+  at::Tensor target_ids;                // shaped as logits_index: log p(target) there -> token_logprobs
+                                        // instead of logits (no (B, K, V) kept for autograd)
   bool fused_attention = true;          // LibTorch 2.x: scaled_dot_product_attention
 };
 
@@ -98,6 +100,7 @@ at::Tensor attention_bias_as(const at::Tensor& bias, c10::ScalarType dtype);
 
 struct ForwardOutput {
   at::Tensor logits;                      // (B, T, V), or (B, V) / (B, K, V) with logits_index; float32
+  at::Tensor token_logprobs;              // with target_ids: log p(target), shaped as logits_index; float32
   at::Tensor hidden;                      // (B, T, C) residual after the last block run
   std::map<int64_t, at::Tensor> captured; // layer -> (B, T, C)
 };
