@@ -159,13 +159,15 @@ std::vector<ArPair> pairs_from_json(const nlohmann::json& json) {
 
 // What must not change across a resume (the data order and the models depend on it).
 nlohmann::json run_fingerprint(const GrpoOptions& o, int layer) {
-  return {{"store", fs::absolute(o.store).lexically_normal().string()},
-          {"av", fs::absolute(o.av).lexically_normal().string()},
-          {"ar", fs::absolute(o.ar).lexically_normal().string()},
-          {"layer", layer},
-          {"seed", o.seed},
-          {"activations_per_step", o.activations_per_step},
-          {"samples_per_activation", o.samples_per_activation}};
+  nlohmann::json fingerprint = {{"store", fs::absolute(o.store).lexically_normal().string()},
+                                {"av", fs::absolute(o.av).lexically_normal().string()},
+                                {"ar", fs::absolute(o.ar).lexically_normal().string()},
+                                {"layer", layer},
+                                {"seed", o.seed},
+                                {"activations_per_step", o.activations_per_step},
+                                {"samples_per_activation", o.samples_per_activation}};
+  if (o.freeze_embeddings) fingerprint["freeze_embeddings"] = true;  // absent = false: older states still match
+  return fingerprint;
 }
 
 void replace_directory(const fs::path& from, const fs::path& to) {

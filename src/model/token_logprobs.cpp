@@ -83,7 +83,8 @@ struct FrozenHeadLogprobs : public torch::autograd::Function<FrozenHeadLogprobs>
 at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& targets,
                           int64_t chunk_vocab) {
   NLA_CHECK(head.dim() == 2 && hidden.size(-1) == head.size(1), "token_logprobs: hidden (..., C) and head (V, C)");
-  NLA_CHECK(targets.sizes() == hidden.sizes().slice(0, hidden.dim() - 1), "token_logprobs: targets must be hidden's shape less C");
+  NLA_CHECK(targets.sizes() == hidden.sizes().slice(0, hidden.dim() - 1),
+            "token_logprobs: targets must have hidden's shape without C");
   const auto shape = targets.sizes().vec();
   at::Tensor flat_hidden = hidden.reshape({-1, hidden.size(-1)});  // (N, C)
   at::Tensor flat_targets = targets.reshape({-1}).to(at::kLong);   // (N)

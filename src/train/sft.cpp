@@ -206,14 +206,17 @@ SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const
     TrainerState saved;
     saved.step = step;
     saved.extra = {{"command", task.command}, {"seed", o.seed}, {"batch", o.batch}};
+    if (o.freeze_embeddings) saved.extra["freeze_embeddings"] = true;  // absent = false (older states)
     save_trainer_state(o.out, saved, {{"model", task.optimizer}}, comm);
   };
 
   if (state) {
     NLA_CHECK_INPUT(state->extra.value("command", "") == task.command && state->extra.value("seed", int64_t{-1}) == o.seed &&
-                        state->extra.value("batch", int64_t{-1}) == o.batch,
+                        state->extra.value("batch", int64_t{-1}) == o.batch &&
+                        state->extra.value("freeze_embeddings", false) == o.freeze_embeddings,
                     o.out, "/trainer_state/state.json: written by ", state->extra.dump(), "; expected command ",
-                    task.command, ", seed ", o.seed, ", batch ", o.batch, " to resume (or use a new 'out')");
+                    task.command, ", seed ", o.seed, ", batch ", o.batch, ", freeze_embeddings ",
+                    o.freeze_embeddings ? "true" : "false", " to resume (or use a new 'out')");
     log_info("%s: resumed from %s/trainer_state at step %lld", task.command, o.out.c_str(),
              static_cast<long long>(first_step));
   } else {

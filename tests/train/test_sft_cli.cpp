@@ -267,6 +267,13 @@ TEST_F(TrainAr, AvLossFallsAndDescriptionsParse) {
   std::cout << "parsed " << parsed << "/8; first: " << out[0].text << "\n";
   ASSERT_EQ(out.size(), 8u);
   EXPECT_GE(parsed, 6);
+
+  // Its trainer_state/ does not resume with frozen embeddings: a changed setting is refused.
+  auto frozen = run_nla("train-av --store " + dir_->file("acts.h5") + " --layer 1 --model " + dir_->file("model") +
+                        " --out " + run + " --descriptions short --steps 120 --batch 16 --seed 1 --threads 1"
+                        " --freeze-embeddings");
+  EXPECT_EQ(frozen.exit_status, 2) << frozen.err;
+  EXPECT_NE(frozen.err.find("freeze_embeddings true to resume"), std::string::npos) << frozen.err;
 }
 
 TEST_F(TrainAr, WrongWidthAndNonFiniteLoss) {
