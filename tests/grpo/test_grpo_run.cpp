@@ -35,10 +35,9 @@
 #include "nla/dist/adamw.hpp"
 #include "nla/nla/checkpoint.hpp"
 #include "nla/nla/verbalizer.hpp"
-#include "nla/store/activation_store.hpp"
-#include "nla/tokenizer/tokenizer.hpp"
 #include "nla/train/sharded_nla.hpp"
 #include "test_support.hpp"
+#include "token_descriptions.hpp"
 
 namespace nla::test {
 namespace {
@@ -59,18 +58,7 @@ class Grpo : public testing::Test {
                            " --max-tokens 160 --batch-docs 8 --seed 0 --threads 2 --log-level warn --out " +
                            dir_->file("acts.h5"));
     ASSERT_EQ(extract.exit_status, 0) << extract.err;
-    std::vector<std::string> descriptions;  // gold: the token at the position
-    {
-      store::ActivationStore acts(dir_->file("acts.h5"));
-      auto tokenizer = tokenizer::Tokenizer::from_file(dir_->file("model"));
-      for (int64_t row = 0; row < acts.n_samples(); ++row) {
-        std::string token = tokenizer.decode({static_cast<tokenizer::TokenId>(acts.sample_token(row))});
-        std::string clean;
-        for (char c : token) clean += c == '\n' ? std::string("\\n") : std::string(1, c);
-        descriptions.push_back("<explanation>\n'" + clean + "'\n</explanation>");
-      }
-    }  // the store is closed before it is written
-    store::ActivationStore::write_descriptions(dir_->file("acts.h5"), "gold", descriptions);
+    write_token_descriptions(dir_->file("acts.h5"), dir_->file("model"));  // gold: the token at the position
     auto ar = run_nla("train-ar --store " + dir_->file("acts.h5") + " --layer 1 --model " + dir_->file("model") +
                       " --out " + dir_->file("ar_run") + " --steps 40 --batch 16 --lr-max 5e-3 --lr-min 1e-3"
                       " --lr-warmup-steps 4 --eval-every 0 --seed 1 --threads 2 --log-level warn");

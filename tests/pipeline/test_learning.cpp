@@ -22,9 +22,8 @@
 #include <sstream>
 #include <string>
 
-#include "nla/store/activation_store.hpp"
-#include "nla/tokenizer/tokenizer.hpp"
 #include "test_support.hpp"
+#include "token_descriptions.hpp"
 
 namespace nla::test {
 namespace {
@@ -65,18 +64,7 @@ class Learning : public testing::Test {
     ASSERT_EQ(train_docs.exit_status, 0) << train_docs.err;
     auto held_out = run_nla(extract + "--doc-offset 5 --max-docs 1000 --out " + dir_->file("held_out.h5"));
     ASSERT_EQ(held_out.exit_status, 0) << held_out.err;
-    std::vector<std::string> descriptions;  // gold: the token at the position
-    {
-      store::ActivationStore acts(dir_->file("acts.h5"));
-      auto tokenizer = tokenizer::Tokenizer::from_file(dir_->file("model"));
-      for (int64_t row = 0; row < acts.n_samples(); ++row) {
-        std::string token = tokenizer.decode({static_cast<tokenizer::TokenId>(acts.sample_token(row))});
-        std::string clean;
-        for (char c : token) clean += c == '\n' ? std::string("\\n") : std::string(1, c);
-        descriptions.push_back("<explanation>\n'" + clean + "'\n</explanation>");
-      }
-    }  // the store is closed before it is written
-    store::ActivationStore::write_descriptions(dir_->file("acts.h5"), "gold", descriptions);
+    write_token_descriptions(dir_->file("acts.h5"), dir_->file("model"));  // gold: the token at the position
     const std::string common = " --store " + dir_->file("acts.h5") + " --model " + dir_->file("model") +
                                " --layer 2 --lr-min 1e-3 --eval-every 0 --seed 0 --log-level warn";
     auto ar = run_command(mpirun(2) + "train-ar" + common + " --out " + dir_->file("train_ar") +
