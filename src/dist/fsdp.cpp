@@ -209,11 +209,8 @@ model::ForwardOutput ShardedModel::head_stage(const at::Tensor& x, const model::
   model::ForwardOptions head_options;
   head_options.logits_index = options.logits_index;
   head_options.target_ids = options.target_ids;
-  auto head_out = model::Qwen2Model::from_weights(cfg, std::move(weights)).forward(in, head_options);
-  model::ForwardOutput out;
-  out.logits = head_out.logits;                  // (B, [T,] V), or undefined with target_ids
-  out.token_logprobs = head_out.token_logprobs;  // shaped as target_ids
-  return out;
+  // logits (B, [T,] V), or token_logprobs shaped as target_ids; the callers take those two.
+  return model::Qwen2Model::from_weights(cfg, std::move(weights)).forward(in, head_options);
 }
 
 // ---- training steps ------------------------------------------------------------------
