@@ -209,6 +209,7 @@ model::ForwardOutput ShardedModel::head_stage(const at::Tensor& x, const model::
   model::ForwardOptions head_options;
   head_options.logits_index = options.logits_index;
   head_options.target_ids = options.target_ids;
+  head_options.logit_temperature = options.logit_temperature;
   // logits (B, [T,] V), or token_logprobs shaped as target_ids; the callers take those two.
   return model::Qwen2Model::from_weights(cfg, std::move(weights)).forward(in, head_options);
 }

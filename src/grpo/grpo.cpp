@@ -140,6 +140,61 @@ struct Sample {
   double reward = kFailedReward;
 };
 
+// What a set of samples scored: rewards over all, mse_nrm over those that closed their tag.
+struct SampleStats {
+  int64_t samples = 0, failed = 0;
+  double reward_mean = 0, reward_std = 0, mse_nrm = NAN, description_tokens = 0;
+  double failure_rate() const { return samples ? static_cast<double>(failed) / static_cast<double>(samples) : 0.0; }
+  nlohmann::json to_json(double var_nrm) const {
+    const bool any = samples > failed;
+    return {{"reward_mean", reward_mean},
+            {"reward_std", reward_std},
+            {"mse_nrm", any ? nlohmann::json(mse_nrm) : nlohmann::json()},
+            {"fve_nrm", any ? nlohmann::json(autoencoder::fve_nrm(mse_nrm, var_nrm)) : nlohmann::json()},
+            {"failure_rate", failure_rate()},
+            {"description_tokens", description_tokens}};
+  }
+};
+SampleStats sample_stats(const std::vector<Sample>& batch) {
+  SampleStats stats;
+  stats.samples = static_cast<int64_t>(batch.size());
+  double reward_sum = 0, mse_sum = 0, tokens = 0;
+  for (const auto& s : batch) {
+    reward_sum += s.reward;
+    tokens += static_cast<double>(s.tokens.size());
+    if (s.failed) ++stats.failed;
+    else mse_sum += s.mse_nrm;
+  }
+  const double count = static_cast<double>(std::max<int64_t>(stats.samples, 1));
+  stats.reward_mean = reward_sum / count;
+  double squares = 0;
+  for (const auto& s : batch) squares += (s.reward - stats.reward_mean) * (s.reward - stats.reward_mean);
+  stats.reward_std = std::sqrt(squares / count);
+  if (stats.samples > stats.failed) stats.mse_nrm = mse_sum / static_cast<double>(stats.samples - stats.failed);
+  stats.description_tokens = tokens / count;
+  return stats;
+}
+
+// Mean over activations of (policy's mean reward - SFT AV's mean reward) and its standard
+// error: both batches hold K samples of the same activations, in the same order.
+struct PairedGain {
+  double mean = 0, standard_error = 0;
+};
+PairedGain paired_gain(const std::vector<Sample>& policy, const std::vector<Sample>& sft, int64_t k) {
+  const size_t activations = policy.size() / static_cast<size_t>(k);
+  std::vector<double> differences(activations, 0.0);
+  for (size_t i = 0; i < policy.size(); ++i)
+    differences[i / static_cast<size_t>(k)] += (policy[i].reward - sft[i].reward) / static_cast<double>(k);
+  PairedGain gain;
+  for (double d : differences) gain.mean += d / static_cast<double>(activations);
+  if (activations > 1) {
+    double squares = 0;
+    for (double d : differences) squares += (d - gain.mean) * (d - gain.mean);
+    gain.standard_error = std::sqrt(squares / static_cast<double>(activations - 1) / static_cast<double>(activations));
+  }
+  return gain;
+}
+
 // A (description, activation row) pair the AR trains on.
 struct ArPair {
   int64_t row = 0;
@@ -242,6 +297,13 @@ Inputs validate(const GrpoOptions& o, const RoleLayout& layout) {
     in.var_nrm = autoencoder::var_nrm(store::read_rows_tensor(acts, in.layer, rows));
   }
   NLA_CHECK_INPUT(in.var_nrm > 0, o.ar, ": var_nrm ", in.var_nrm, "; expected > 0");
+  NLA_CHECK_INPUT(o.eval_every >= 0, "option 'eval-every': expected >= 0, got ", o.eval_every);
+  if (!o.eval_store.empty()) {
+    store::ActivationStore held_out(o.eval_store);
+    autoencoder::av_store_layer(in.av_meta, o.av, held_out, in.layer);
+    NLA_CHECK_INPUT(o.eval_rows >= 1 && o.eval_rows <= held_out.n_samples(), "option 'eval-rows': expected 1..",
+                    held_out.n_samples(), " (the samples in ", o.eval_store, "), got ", o.eval_rows);
+  }
   return in;
 }
 
@@ -400,61 +462,60 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
              o.out.c_str());
   };
 
-  // ---- step loop ------------------------------------------------------------------------
-  const size_t ar_buffer_capacity = static_cast<size_t>(o.ar_batch * o.ar_refresh_steps);
-  const auto loop_start = Clock::now();
-  for (int64_t step = start_step; step < o.steps; ++step) {
-    const auto step_start = Clock::now();
-    const auto rows = step_rows(in.n_rows, n, o.seed, step);
-
-    // generate: chunks of rollout_batch activations dealt to the rollout ranks
-    auto phase_start = Clock::now();
+  // ---- generate and score: the training steps and the held-out evaluation ---------------
+  // K samples for each of `rows` from `av` (the rollout ranks' model; null elsewhere), in
+  // chunks of rollout_batch activations dealt to the rollout ranks; every rank gets them all.
+  auto generate = [&](const model::Qwen2Model* av, const store::ActivationStore& store, const std::vector<int64_t>& rows,
+                      uint64_t seed, const std::string& what, int64_t* generated_tokens) {
+    const int64_t count = static_cast<int64_t>(rows.size()), total = count * k;
     nlohmann::json mine = nlohmann::json::array();
     if (is_rollout) {
-      autoencoder::Verbalizer verbalizer(*rollout_av, tokenizer, injection_scale, in.av_meta.actor_template);
+      autoencoder::Verbalizer verbalizer(*av, tokenizer, injection_scale, in.av_meta.actor_template);
       autoencoder::VerbalizeOptions generation;
       generation.max_new_tokens = o.max_new_tokens;
       generation.temperature = o.temperature;
       generation.top_p = o.top_p;
-      generation.seed = mix_seeds(static_cast<uint64_t>(o.seed), static_cast<uint64_t>(step) + 1);
+      generation.seed = seed;
       generation.samples_per_activation = k;
       generation.batch = o.rollout_batch * k;
-      const int64_t chunks = (n + o.rollout_batch - 1) / o.rollout_batch;
+      const int64_t chunks = (count + o.rollout_batch - 1) / o.rollout_batch;
       for (int64_t chunk : my_chunks(chunks, layout.index(rank, Role::rollout), layout.size(Role::rollout))) {
-        const int64_t first = chunk * o.rollout_batch, count = std::min(o.rollout_batch, n - first);
-        std::vector<int64_t> chunk_rows(rows.begin() + first, rows.begin() + first + count);
-        auto result = verbalizer.verbalize(store::read_rows_tensor(acts, in.layer, chunk_rows), chunk_rows, generation);
+        const int64_t first = chunk * o.rollout_batch, size = std::min(o.rollout_batch, count - first);
+        std::vector<int64_t> chunk_rows(rows.begin() + first, rows.begin() + first + size);
+        auto result = verbalizer.verbalize(store::read_rows_tensor(store, in.layer, chunk_rows), chunk_rows, generation);
         for (size_t f = 0; f < result.size(); ++f)
           mine.push_back({first * k + static_cast<int64_t>(f), result[f].tokens, result[f].description,
                           result[f].failed});
       }
     }
-    std::vector<Sample> batch(static_cast<size_t>(samples));
-    int64_t received = 0, generated_tokens = 0;
+    std::vector<Sample> batch(static_cast<size_t>(total));
+    int64_t received = 0;
     for (const auto& text : all_gather_text(MPI_COMM_WORLD, mine.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))) {
       for (const auto& record : nlohmann::json::parse(text)) {
         auto& s = batch.at(record.at(0).get<size_t>());
         s.tokens = record.at(1).get<std::vector<int64_t>>();
         s.description = record.at(2).get<std::string>();
         s.failed = record.at(3).get<bool>();
-        generated_tokens += static_cast<int64_t>(s.tokens.size());
+        if (generated_tokens) *generated_tokens += static_cast<int64_t>(s.tokens.size());
         ++received;
       }
     }
-    NLA_CHECK(received == samples, "grpo: step ", step + 1, ": ", received, " rollouts gathered, expected ", samples);
-    for (int64_t i = 0; i < samples; ++i) batch[static_cast<size_t>(i)].row = rows[static_cast<size_t>(i / k)];
-    const double generate_s = seconds_since(phase_start);
-
-    // score: chunks of score_batch samples dealt to the reward ranks; reward = -mse_nrm
-    phase_start = Clock::now();
+    NLA_CHECK(received == total, "grpo: ", what, ": ", received, " rollouts gathered, expected ", total);
+    for (int64_t i = 0; i < total; ++i) batch[static_cast<size_t>(i)].row = rows[static_cast<size_t>(i / k)];
+    return batch;
+  };
+  // Sets mse_nrm and reward = -mse_nrm of every sample that closed its tag, with the reward
+  // ranks' AR: chunks of score_batch samples dealt to the reward ranks.
+  auto score = [&](std::vector<Sample>& batch, const store::ActivationStore& store, const std::string& what) {
+    const int64_t total = static_cast<int64_t>(batch.size());
     nlohmann::json scored = nlohmann::json::array();
     if (is_reward) {
       at::NoGradGuard no_grad;
-      const int64_t chunks = (samples + o.score_batch - 1) / o.score_batch;
+      const int64_t chunks = (total + o.score_batch - 1) / o.score_batch;
       for (int64_t chunk : my_chunks(chunks, layout.index(rank, Role::reward), layout.size(Role::reward))) {
         std::vector<int64_t> indices, chunk_rows;
         std::vector<std::string> descriptions;
-        for (int64_t i = chunk * o.score_batch; i < std::min(samples, (chunk + 1) * o.score_batch); ++i) {
+        for (int64_t i = chunk * o.score_batch; i < std::min(total, (chunk + 1) * o.score_batch); ++i) {
           const auto& s = batch[static_cast<size_t>(i)];
           if (s.failed) continue;
           indices.push_back(i);
@@ -463,7 +524,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
         }
         if (indices.empty()) continue;
         auto predicted = reward_ar->forward(reward_ar->make_batch(tokenizer, descriptions, o.ar_max_tokens));  // (b, d)
-        auto errors = autoencoder::mse_nrm(predicted, store::read_rows_tensor(acts, in.layer, chunk_rows).to(device))
+        auto errors = autoencoder::mse_nrm(predicted, store::read_rows_tensor(store, in.layer, chunk_rows).to(device))
                           .to(at::kDouble).cpu();  // (b)
         for (size_t q = 0; q < indices.size(); ++q) scored.push_back({indices[q], errors[static_cast<int64_t>(q)].item<double>()});
       }
@@ -472,9 +533,77 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
       for (const auto& record : nlohmann::json::parse(text)) {
         auto& s = batch.at(record.at(0).get<size_t>());
         s.mse_nrm = record.at(1).get<double>();
-        NLA_CHECK(std::isfinite(s.mse_nrm), "grpo: step ", step + 1, ": non-finite mse_nrm for store row ", s.row);
+        NLA_CHECK(std::isfinite(s.mse_nrm), "grpo: ", what, ": non-finite mse_nrm for store row ", s.row, " of ",
+                  store.path());
         s.reward = -s.mse_nrm;
       }
+  };
+
+  // ---- held-out evaluation: the policy against the SFT AV it started from, on the same
+  // activations with the same sampling seeds and the same (current) AR; eval.jsonl --------
+  std::optional<store::ActivationStore> eval_acts;
+  std::vector<int64_t> eval_rows;
+  std::vector<Sample> sft_eval_samples;  // the SFT AV does not change: sampled once, re-scored each time
+  const uint64_t eval_seed = mix_seeds(static_cast<uint64_t>(o.seed), 0x6576616cULL);  // "eval"
+  const std::string eval_path = o.out + "/eval.jsonl";
+  if (!o.eval_store.empty()) {
+    eval_acts.emplace(o.eval_store);
+    eval_rows = step_rows(eval_acts->n_samples(), o.eval_rows, o.seed, -2);
+    std::sort(eval_rows.begin(), eval_rows.end());
+    run_on_root(MPI_COMM_WORLD, [&] { train::truncate_metrics(eval_path, start_step); });
+  }
+  auto evaluate = [&](int64_t done_steps) {
+    const auto eval_start = Clock::now();
+    if (sft_eval_samples.empty()) {
+      std::optional<model::Qwen2Model> sft_av;
+      if (is_rollout) sft_av = autoencoder::load_av(o.av, load);
+      sft_eval_samples = generate(sft_av ? &*sft_av : nullptr, *eval_acts, eval_rows, eval_seed, "eval (SFT AV)", nullptr);
+    }
+    std::vector<Sample> sft = sft_eval_samples;
+    score(sft, *eval_acts, "eval (SFT AV)");
+    std::vector<Sample> current = sft;  // before the first update the policy is the SFT AV
+    if (done_steps > 0) {
+      current = generate(rollout_av ? &*rollout_av : nullptr, *eval_acts, eval_rows, eval_seed, "eval", nullptr);
+      score(current, *eval_acts, "eval");
+    }
+    if (rank != 0) return;
+    const auto policy_stats = sample_stats(current), sft_stats = sample_stats(sft);
+    const auto gain = paired_gain(current, sft, k);
+    nlohmann::json record = {{"step", done_steps},
+                             {"rows", static_cast<int64_t>(eval_rows.size())},
+                             {"samples_per_activation", k},
+                             {"policy", policy_stats.to_json(in.var_nrm)},
+                             {"sft", sft_stats.to_json(in.var_nrm)},
+                             {"reward_gain", gain.mean},
+                             {"reward_gain_se", gain.standard_error},
+                             {"seconds", seconds_since(eval_start)}};
+    std::ofstream out(eval_path, std::ios::app);
+    out << record.dump() << "\n" << std::flush;
+    NLA_CHECK(out.good(), eval_path, ": cannot be written");
+    log_info("grpo: eval after step %lld on %zu held-out activations x %lld | reward %.4f (SFT AV %.4f, gain %.4f +- %.4f)"
+             " | failed %.0f%% (SFT AV %.0f%%) | %s",
+             static_cast<long long>(done_steps), eval_rows.size(), static_cast<long long>(k), policy_stats.reward_mean,
+             sft_stats.reward_mean, gain.mean, gain.standard_error, 100.0 * policy_stats.failure_rate(),
+             100.0 * sft_stats.failure_rate(), format_duration(seconds_since(eval_start)).c_str());
+  };
+  if (eval_acts && start_step == 0) evaluate(0);
+
+  // ---- step loop ------------------------------------------------------------------------
+  const size_t ar_buffer_capacity = static_cast<size_t>(o.ar_batch * o.ar_refresh_steps);
+  const auto loop_start = Clock::now();
+  for (int64_t step = start_step; step < o.steps; ++step) {
+    const auto step_start = Clock::now();
+    const auto rows = step_rows(in.n_rows, n, o.seed, step);
+
+    auto phase_start = Clock::now();
+    int64_t generated_tokens = 0;
+    auto batch = generate(rollout_av ? &*rollout_av : nullptr, acts, rows,
+                          mix_seeds(static_cast<uint64_t>(o.seed), static_cast<uint64_t>(step) + 1),
+                          "step " + std::to_string(step + 1), &generated_tokens);
+    const double generate_s = seconds_since(phase_start);
+
+    phase_start = Clock::now();
+    score(batch, acts, "step " + std::to_string(step + 1));
     const double score_s = seconds_since(phase_start);
 
     // update: the AV on the step's rollouts, then (every ar_refresh_every steps) the AR
@@ -518,6 +647,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
         Micro micro;
         micro.batch = train::make_av_batch(prompt, store::read_rows_tensor(acts, in.layer, micro_rows), answers, injection_scale,
                                            device, policy->sharded().compute_dtype());
+        micro.batch.temperature = o.temperature;  // the ratio and the KL of the distribution sampled
         micro.old_logprobs = policy->token_logprobs(micro.batch);
         micro.ref_logprobs = reference->token_logprobs(micro.batch);
         micro.advantages = at::tensor(micro_advantages, at::kDouble).to(device);
@@ -577,29 +707,13 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
 
     // metrics: rank 0 (a trainer in both layouts) has every number
     if (rank == 0) {
-      double reward_sum = 0, reward_squares = 0, mse_sum = 0;
-      int64_t failed = 0;
-      for (const auto& s : batch) {
-        reward_sum += s.reward;
-        if (s.failed) ++failed;
-        else mse_sum += s.mse_nrm;
-      }
-      const double reward_mean = reward_sum / static_cast<double>(samples);
-      for (const auto& s : batch) reward_squares += (s.reward - reward_mean) * (s.reward - reward_mean);
-      const double reward_std = std::sqrt(reward_squares / static_cast<double>(samples));
-      const int64_t succeeded = samples - failed;
+      const auto stats = sample_stats(batch);
       const double step_s = seconds_since(step_start);
       auto sums = update_sums.accessor<double, 1>();
-      nlohmann::json record = {
-          {"step", step + 1},
-          {"reward_mean", reward_mean},
-          {"reward_std", reward_std},
-          {"mse_nrm", succeeded ? nlohmann::json(mse_sum / static_cast<double>(succeeded)) : nlohmann::json()},
-          {"fve_nrm", succeeded ? nlohmann::json(autoencoder::fve_nrm(mse_sum / static_cast<double>(succeeded), in.var_nrm))
-                                : nlohmann::json()},
-          {"failure_rate", static_cast<double>(failed) / static_cast<double>(samples)},
+      nlohmann::json record = {{"step", step + 1}};
+      record.update(stats.to_json(in.var_nrm));
+      record.update(nlohmann::json{
           {"kl", sums[1] / global_tokens},
-          {"description_tokens", global_tokens / static_cast<double>(samples)},
           {"loss", sums[0] / static_cast<double>(o.ppo_epochs)},
           {"clip_fraction", sums[2] / (global_tokens * static_cast<double>(o.ppo_epochs))},
           {"grad_norm", grad_norm},
@@ -607,20 +721,21 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
           {"ar_mse_nrm", refresh_ar && sums[4] > 0 ? nlohmann::json(sums[3] / sums[4]) : nlohmann::json()},
           {"rollout_tokens_per_s", static_cast<double>(generated_tokens) / std::max(generate_s, 1e-9)},
           {"seconds", {{"generate", generate_s}, {"score", score_s}, {"update", update_s}, {"sync", sync_s},
-                       {"step", step_s}}}};
+                       {"step", step_s}}}});
       metrics << record.dump() << "\n" << std::flush;
       log_info("grpo: step %lld/%lld | reward %.4f +- %.4f | fve_nrm %s | failed %.0f%% | kl %.4f | len %.1f | "
                "gen %s score %s update %s sync %s | ETA %s",
-               static_cast<long long>(step + 1), static_cast<long long>(o.steps), reward_mean, reward_std,
-               succeeded ? std::to_string(record["fve_nrm"].get<double>()).substr(0, 6).c_str() : "-",
-               100.0 * static_cast<double>(failed) / static_cast<double>(samples), sums[1] / global_tokens,
-               global_tokens / static_cast<double>(samples), format_duration(generate_s).c_str(),
-               format_duration(score_s).c_str(), format_duration(update_s).c_str(), format_duration(sync_s).c_str(),
+               static_cast<long long>(step + 1), static_cast<long long>(o.steps), stats.reward_mean, stats.reward_std,
+               record["fve_nrm"].is_null() ? "-" : std::to_string(record["fve_nrm"].get<double>()).substr(0, 6).c_str(),
+               100.0 * stats.failure_rate(), sums[1] / global_tokens, stats.description_tokens,
+               format_duration(generate_s).c_str(), format_duration(score_s).c_str(), format_duration(update_s).c_str(),
+               format_duration(sync_s).c_str(),
                format_duration(seconds_since(loop_start) / static_cast<double>(step + 1 - start_step) *
                                static_cast<double>(o.steps - step - 1)).c_str());
     }
-
     const bool last = step + 1 == o.steps;
+    if (eval_acts && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0))) evaluate(step + 1);
+
     const bool saved = last || (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0);
     if (saved) checkpoint(step + 1);
     end_of_step(stop, MPI_COMM_WORLD,

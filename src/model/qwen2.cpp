@@ -190,6 +190,8 @@ ForwardOutput Qwen2Model::forward(const ForwardInput& input, const ForwardOption
       if (options.logits_index.dim() == 2) last = last.view({b, options.logits_index.size(1), c});  // (B, K, C)
     }
     last = rms_norm(last, weights_.norm, cfg.rms_norm_eps);
+    // The head has no bias, so logits / T = head(last / T).
+    if (options.logit_temperature != 1.0) last = last / options.logit_temperature;
     const at::Tensor& head = weights_.lm_head.defined() ? weights_.lm_head : weights_.embed_tokens;
     if (options.target_ids.defined()) {
       NLA_CHECK(options.logits_index.defined() && options.target_ids.sizes() == options.logits_index.sizes(),

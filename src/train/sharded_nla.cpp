@@ -146,6 +146,7 @@ model::ForwardOptions answer_window(const AvBatch& batch) {
   model::ForwardOptions options;
   options.logits_index = (at::arange(a, batch.answer_ids.options()) + (batch.answer_start - 1)).expand({b, a});  // (B, A)
   options.target_ids = batch.answer_ids;  // (B, A)
+  options.logit_temperature = batch.temperature;
   return options;
 }
 

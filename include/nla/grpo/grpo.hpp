@@ -15,6 +15,9 @@
 //                          freshest successful (description, activation) pairs
 //                sync      new AV to the rollout ranks, new AR to the reward ranks
 //                metrics   metrics.jsonl + one step line; checkpoints every N steps
+//                eval      (--eval-store) the policy and the SFT AV on the same held-out
+//                          activations and sampling seeds, scored by the current AR: the
+//                          paired reward gain over SFT in eval.jsonl
 //                stop      a stop signal on any rank: every rank checkpoints and stops here
 //
 // Everything random is a function of (seed, step, row, j) and every reduction divides by
@@ -36,7 +39,7 @@ struct GrpoOptions {
   std::string av;          // SFT AV checkpoint: the initial policy and the KL reference
   std::string ar;          // AR checkpoint (nla train-ar): the reward model, trained on
   std::string tokenizer;   // "" = the AV's
-  std::string out;         // run directory: config.ini, provenance.json, metrics.jsonl, av/, ar/, trainer_state/
+  std::string out;         // run directory: config.ini, provenance.json, metrics.jsonl, eval.jsonl, av/, ar/, trainer_state/
   std::string device = "cpu";
   // ranks
   std::string layout = "colocate";  // colocate | split
@@ -68,6 +71,11 @@ struct GrpoOptions {
   int64_t ar_refresh_steps = 1;        // AR optimizer steps per refresh
   int64_t ar_batch = 32;               // pairs per AR step (global)
   double ar_lr = 1e-5;
+  // held-out evaluation (eval.jsonl): K samples per activation from the policy and from the
+  // SFT AV, the same activations and sampling seeds, scored by the current AR
+  std::string eval_store;              // "": no evaluation
+  int64_t eval_rows = 64;              // activations drawn from eval_store (seeded)
+  int64_t eval_every = 0;              // also every N steps; always before step 1 and after the last
   // operation
   int64_t checkpoint_every = 50;       // 0: only at the end
   int64_t sync_bucket_mb = 64;

@@ -91,6 +91,8 @@ struct ForwardOptions {
                                         // (B, K): K positions per row -> (B, K, V)
   at::Tensor target_ids;                // shaped as logits_index: log p(target) there -> token_logprobs
                                         // instead of logits (no (B, K, V) kept for autograd)
+  double logit_temperature = 1.0;       // logits / T (and log-probs of softmax(logits / T)): a
+                                        // sampler's tempered distribution (GRPO's rollouts)
   bool fused_attention = true;          // LibTorch 2.x: scaled_dot_product_attention
 };
 

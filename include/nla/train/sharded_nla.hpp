@@ -63,6 +63,7 @@ struct AvBatch {
   at::Tensor answer_mask;     // (B, A) bool: true at real answer tokens
   int64_t answer_start = 0;   // P
   model::Injection injection; // one vector per row at the marker position, h * s / |h|
+  double temperature = 1.0;   // log-probs of softmax(logits / T): GRPO scores the distribution its rollouts sampled
 };
 
 // prompt: the AV prompt (autoencoder::av_prompt); activations: (B, d); answers: B token id

@@ -16,7 +16,7 @@ class GrpoCommand : public Command {
     options.add(s, "av", &o_.av, "SFT AV checkpoint: the initial policy and the frozen KL reference");
     options.add(s, "ar", &o_.ar, "AR checkpoint (nla train-ar): the reward model, kept learning");
     options.add(s, "tokenizer", &o_.tokenizer, "tokenizer.json or its directory (\"\": the AV's)");
-    options.add(s, "out", &o_.out, "run directory: config.ini, provenance.json, metrics.jsonl, av/, ar/, trainer_state/");
+    options.add(s, "out", &o_.out, "run directory: config.ini, provenance.json, metrics.jsonl, eval.jsonl, av/, ar/, trainer_state/");
     options.add(s, "device", &o_.device, "cpu | cuda (the local rank's GPU) | cuda:N | auto (cuda when visible)");
     options.add(s, "layout", &o_.layout, "colocate (every role on every rank) | split (role groups, sizes below)");
     options.add(s, "trainer-ranks", &o_.trainer_ranks, "split: ranks holding the sharded AV and AR (world ranks 0..)");
@@ -46,6 +46,11 @@ class GrpoCommand : public Command {
     options.add(s, "ar-refresh-steps", &o_.ar_refresh_steps, "AR optimizer steps per refresh");
     options.add(s, "ar-batch", &o_.ar_batch, "freshest successful (description, activation) pairs per AR step");
     options.add(s, "ar-lr", &o_.ar_lr, "AR learning rate (AdamW)");
+    options.add(s, "eval-store", &o_.eval_store,
+                "held-out activation store: the policy and the SFT AV sampled on the same activations with the same "
+                "seeds, scored by the current AR; eval.jsonl (\"\": off)");
+    options.add(s, "eval-rows", &o_.eval_rows, "held-out activations per evaluation (drawn once, seeded)");
+    options.add(s, "eval-every", &o_.eval_every, "evaluate every N steps too (0: before step 1 and after the last only)");
     options.add(s, "checkpoint-every", &o_.checkpoint_every, "checkpoint AV, AR and trainer_state/ every N steps (0: end only)");
     options.add(s, "sync-bucket-mb", &o_.sync_bucket_mb, "split: MB per weight broadcast bucket");
     options.add(s, "kill-after-steps", &o_.kill_after_steps, "testing: rank 0 raises kill-signal after this step");
