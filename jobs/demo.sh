@@ -42,7 +42,7 @@ nla_launch "$ranks" train-av --config "$config" --store "$run_dir/acts.h5" --mod
 stage "7/9 grpo: RL of the AV against the live AR ($ranks ranks, colocate)"
 rm -rf "$run_dir/grpo"
 nla_launch "$ranks" grpo --config "$config" --store "$run_dir/acts.h5" --av "$run_dir/train_av/av" \
-  --ar "$run_dir/train_ar/ar" --out "$run_dir/grpo"
+  --ar "$run_dir/train_ar/ar" --out "$run_dir/grpo" --eval-store "$run_dir/held_out.h5"
 
 stage "8/9 eval: the GRPO AV and AR on every layer of the held-out texts, $ranks ranks"
 rm -rf "$run_dir/eval"

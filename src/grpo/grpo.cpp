@@ -580,9 +580,10 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     std::ofstream out(eval_path, std::ios::app);
     out << record.dump() << "\n" << std::flush;
     NLA_CHECK(out.good(), eval_path, ": cannot be written");
-    log_info("grpo: eval after step %lld on %zu held-out activations x %lld | reward %.4f (SFT AV %.4f, gain %.4f +- %.4f)"
+    log_info("grpo: eval after step %lld on %zu activations of %s x %lld | reward %.4f (SFT AV %.4f, gain %.4f +- %.4f)"
              " | failed %.0f%% (SFT AV %.0f%%) | %s",
-             static_cast<long long>(done_steps), eval_rows.size(), static_cast<long long>(k), policy_stats.reward_mean,
+             static_cast<long long>(done_steps), eval_rows.size(), fs::path(o.eval_store).filename().c_str(),
+             static_cast<long long>(k), policy_stats.reward_mean,
              sft_stats.reward_mean, gain.mean, gain.standard_error, 100.0 * policy_stats.failure_rate(),
              100.0 * sft_stats.failure_rate(), format_duration(seconds_since(eval_start)).c_str());
   };
