@@ -27,8 +27,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
-#include <numeric>
 #include <sstream>
 
 #include "nla/dist/adamw.hpp"
@@ -93,6 +93,22 @@ class Grpo : public testing::Test {
 };
 TempDir* Grpo::dir_ = nullptr;
 
+// Reads `file` of each run directory; every run has `lines` records, equal on `keys` to the
+// first run's (colocate vs split, uninterrupted vs resumed). Returns the first run's.
+std::vector<nlohmann::json> expect_runs_agree(const std::vector<std::string>& runs, const std::string& file,
+                                              size_t lines, std::initializer_list<const char*> keys) {
+  auto first = read_jsonl(runs.front() + "/" + file);
+  EXPECT_EQ(first.size(), lines) << runs.front() << "/" << file;
+  for (size_t r = 1; r < runs.size(); ++r) {
+    auto other = read_jsonl(runs[r] + "/" + file);
+    EXPECT_EQ(other.size(), lines) << runs[r] << "/" << file;
+    for (size_t i = 0; i < std::min(first.size(), other.size()); ++i)
+      for (const char* key : keys)
+        EXPECT_EQ(first[i][key].dump(), other[i][key].dump()) << runs[r] << "/" << file << " line " << i + 1 << " " << key;
+  }
+  return first;
+}
+
 TEST_F(Grpo, LayoutsAgreeAndKillResumeIsExact) {
   const std::string colocate = colocate_run(), split = dir_->file("split"), killed = dir_->file("killed");
   const std::string common = kSchedule;
@@ -106,32 +122,15 @@ TEST_F(Grpo, LayoutsAgreeAndKillResumeIsExact) {
   ASSERT_EQ(resumed.exit_status, 0) << resumed.err;
   EXPECT_NE(resumed.err.find("resuming after step 2"), std::string::npos) << resumed.err;
 
-  auto ma = read_jsonl(colocate + "/metrics.jsonl"), mb = read_jsonl(split + "/metrics.jsonl"),
-       mc = read_jsonl(killed + "/metrics.jsonl");
-  ASSERT_EQ(ma.size(), 4u);
-  ASSERT_EQ(mb.size(), 4u);
-  ASSERT_EQ(mc.size(), 4u);
-  for (size_t i = 0; i < 4; ++i) {
-    for (const char* key : {"reward_mean", "reward_std", "failure_rate", "kl", "loss", "description_tokens"}) {
-      EXPECT_EQ(ma[i][key].dump(), mb[i][key].dump()) << "colocate vs split, step " << i + 1 << " " << key;
-      EXPECT_EQ(ma[i][key].dump(), mc[i][key].dump()) << "uninterrupted vs resumed, step " << i + 1 << " " << key;
-    }
-    EXPECT_EQ(ma[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 1));
-  }
-  // The held-out evaluation (steps 0, 2, 4): the same on both layouts, and the resumed run
-  // redoes the evaluation of step 4 (its SFT AV samples drawn again) after dropping nothing.
-  auto ea = read_jsonl(colocate + "/eval.jsonl"), eb = read_jsonl(split + "/eval.jsonl"),
-       ec = read_jsonl(killed + "/eval.jsonl");
-  ASSERT_EQ(ea.size(), 3u);
-  ASSERT_EQ(eb.size(), 3u);
-  ASSERT_EQ(ec.size(), 3u);
-  for (size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ(ea[i]["step"].get<int64_t>(), static_cast<int64_t>(2 * i));
-    for (const char* key : {"step", "policy", "sft", "reward_gain", "reward_gain_se"}) {
-      EXPECT_EQ(ea[i][key].dump(), eb[i][key].dump()) << "colocate vs split, eval " << i << " " << key;
-      EXPECT_EQ(ea[i][key].dump(), ec[i][key].dump()) << "uninterrupted vs resumed, eval " << i << " " << key;
-    }
-  }
+  auto ma = expect_runs_agree({colocate, split, killed}, "metrics.jsonl", 4,
+                              {"step", "reward_mean", "reward_std", "failure_rate", "kl", "loss", "description_tokens"});
+  for (size_t i = 0; i < ma.size(); ++i) EXPECT_EQ(ma[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 1));
+  // The evaluations (steps 0, 2, 4): the same on both layouts; the resumed run keeps those of
+  // steps 0 and 2 and redoes step 4's (its SFT AV samples drawn again).
+  auto ea = expect_runs_agree({colocate, split, killed}, "eval.jsonl", 3,
+                              {"step", "policy", "sft", "reward_gain", "reward_gain_se"});
+  for (size_t i = 0; i < ea.size(); ++i) EXPECT_EQ(ea[i]["step"].get<int64_t>(), static_cast<int64_t>(2 * i));
+  ASSERT_FALSE(ea.empty());
   EXPECT_EQ(ea[0]["reward_gain"].get<double>(), 0.0);  // step 0: the policy is the SFT AV
   EXPECT_EQ(read_text(colocate + "/av/model.safetensors"), read_text(split + "/av/model.safetensors"));
   EXPECT_EQ(read_text(colocate + "/av/model.safetensors"), read_text(killed + "/av/model.safetensors"));
