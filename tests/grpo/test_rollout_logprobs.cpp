@@ -22,11 +22,6 @@
 namespace nla::test {
 namespace {
 
-struct Rollouts {
-  model::GenerationResult result;
-  at::Tensor activations;  // (B, d)
-};
-
 TEST(RolloutLogprobs, TrainerRecomputesTheTemperedSamplingDistribution) {
   TempDir dir;
   auto init = run_nla("init-model --preset tiny --seed 4 --tokenizer " + repo_path("models/tokenizer.json") + " --out " +

@@ -193,8 +193,7 @@ void expect_av_matches_unsharded_training(bool per_block) {
     return autoencoder::av_sft_loss(logits, batch.input_ids, full_mask);
   });
   std::cout << "AV losses on " << world_size() << " ranks" << (per_block ? " (per block)" : "") << ": "
-            << result.losses.front() << " .. "
-            << result.losses.back() << "\n";
+            << result.losses.front() << " .. " << result.losses.back() << "\n";
   expect_close(result.losses, losses, 1e-4);
   auto saved = autoencoder::load_av(result.checkpoint);
   auto named = saved.named_parameters();
@@ -204,7 +203,6 @@ void expect_av_matches_unsharded_training(bool per_block) {
       if (saved_name == name) worst = std::max(worst, (tensor - reference.detach()).abs().max().item<double>());
   EXPECT_LT(worst, 3e-4);
 }
-
 
 TEST_F(ShardedSft, AvMatchesUnshardedTraining) {
   ASSERT_TRUE(ok_);
