@@ -1,5 +1,43 @@
 # Every external dependency is found here and exposed as an imported target.
 
+# ---- CUDA architectures: NLA_CUDA_ARCHITECTURES governs ours and LibTorch's --
+# A CUDA LibTorch ignores CMAKE_CUDA_ARCHITECTURES (its config sets it OFF) and adds -gencode
+# flags for TORCH_CUDA_ARCH_LIST to CMAKE_CUDA_FLAGS, probing the GPU when the list is unset
+# (which fails or guesses on a build host without one). So the list is derived here, before
+# find_package(Torch), unless the user set it (environment or -D).
+# CMake spelling -> Torch spelling: 80 -> 8.0, 90a -> 9.0a, 100-real -> 10.0, 90-virtual -> 9.0+PTX.
+function(nla_torch_cuda_arch_list cmake_architectures out_var)
+  set(torch_list "")
+  foreach(architecture IN LISTS cmake_architectures)
+    if(architecture MATCHES "^([0-9]+)([0-9])([a-z]?)(-real|-virtual)?$")
+      set(entry "${CMAKE_MATCH_1}.${CMAKE_MATCH_2}${CMAKE_MATCH_3}")
+      if(CMAKE_MATCH_4 STREQUAL "-virtual")
+        string(APPEND entry "+PTX")
+      endif()
+      list(APPEND torch_list "${entry}")
+    else()  # native, all, all-major: no fixed list to give; LibTorch then probes the GPU
+      set(torch_list "")
+      break()
+    endif()
+  endforeach()
+  set(${out_var} "${torch_list}" PARENT_SCOPE)
+endfunction()
+
+if(DEFINED TORCH_CUDA_ARCH_LIST)
+  set(NLA_TORCH_CUDA_ARCH_LIST_SOURCE "set with -D")
+elseif(DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+  set(NLA_TORCH_CUDA_ARCH_LIST_SOURCE "from the environment")
+  set(TORCH_CUDA_ARCH_LIST "$ENV{TORCH_CUDA_ARCH_LIST}")  # for the summary; Torch reads the same
+elseif(NOT NLA_CUDA STREQUAL "OFF")
+  nla_torch_cuda_arch_list("${NLA_CUDA_ARCHITECTURES}" TORCH_CUDA_ARCH_LIST)
+  if(TORCH_CUDA_ARCH_LIST)
+    set(NLA_TORCH_CUDA_ARCH_LIST_SOURCE "from NLA_CUDA_ARCHITECTURES")
+  else()
+    unset(TORCH_CUDA_ARCH_LIST)
+    set(NLA_TORCH_CUDA_ARCH_LIST_SOURCE "unset (NLA_CUDA_ARCHITECTURES has no fixed list): LibTorch probes the GPU")
+  endif()
+endif()
+
 # ---- LibTorch (1.13 CPU from Debian, or 2.x with CUDA on clusters) ---------
 find_package(Torch REQUIRED)
 # Torch's config exports the plain `torch` target; wrap it so include dirs are SYSTEM.
@@ -33,7 +71,8 @@ target_include_directories(nla_hdf5 SYSTEM INTERFACE ${HDF5_C_INCLUDE_DIRS})
 target_compile_definitions(nla_hdf5 INTERFACE ${HDF5_C_DEFINITIONS})
 
 # ---- Boost.Program_options, nlohmann-json -----------------------------------
-find_package(Boost 1.74 REQUIRED COMPONENTS program_options)
+# CONFIG: Boost >= 1.70 installs BoostConfig.cmake, and CMake >= 3.30 has no FindBoost (CMP0167).
+find_package(Boost 1.74 CONFIG REQUIRED COMPONENTS program_options)
 find_package(nlohmann_json 3.10 REQUIRED)
 
 # ---- PCRE2, utf8proc, yaml-cpp (pkg-config; Debian ships no CMake configs for the first two)
@@ -50,18 +89,55 @@ endif()
 # ---- CUDA, cuBLAS, NCCL (only with a CUDA LibTorch, unless forced) -----------
 set(NLA_WITH_CUDA FALSE)
 if(NLA_CUDA STREQUAL "ON" OR (NLA_CUDA STREQUAL "AUTO" AND NLA_TORCH_HAS_CUDA))
+  # A CUDA LibTorch has enabled CUDA already, set CMAKE_CUDA_ARCHITECTURES OFF and put its
+  # -gencode flags (TORCH_CUDA_ARCH_LIST above) in CMAKE_CUDA_FLAGS; a CPU LibTorch has not.
   if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
     # `native` fails on machines without a GPU (build hosts, CI).
     set(CMAKE_CUDA_ARCHITECTURES ${NLA_CUDA_ARCHITECTURES})
   endif()
   enable_language(CUDA)
   find_package(CUDAToolkit REQUIRED)
-  find_library(NLA_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} $ENV{NCCL_HOME}/lib
-               PATH_SUFFIXES lib lib64)
-  find_path(NLA_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} $ENV{NCCL_HOME}/include)
-  if(NOT NLA_NCCL_LIBRARY OR NOT NLA_NCCL_INCLUDE_DIR)
-    message(FATAL_ERROR "NLA_CUDA is on but NCCL was not found (set NCCL_HOME)")
+
+  # NCCL has no CMake config. Searched in this order: NCCL_HOME / NCCL_ROOT (-D or
+  # environment); the pip wheel's nvidia/<package>/ beside the torch of Torch_DIR
+  # (<site-packages>/torch/share/cmake/Torch), i.e. the very NCCL LibTorch loads; the CUDA
+  # toolkit. A wheel ships only libnccl.so.2, hence that second name.
+  set(_nla_nccl_roots "")
+  foreach(_root IN ITEMS "${NCCL_HOME}" "$ENV{NCCL_HOME}" "${NCCL_ROOT}" "$ENV{NCCL_ROOT}")
+    if(_root)
+      list(APPEND _nla_nccl_roots "${_root}")
+    endif()
+  endforeach()
+  get_filename_component(_nla_site_packages "${Torch_DIR}/../../../.." ABSOLUTE)
+  file(GLOB _nla_wheel_nccl_libraries "${_nla_site_packages}/nvidia/*/lib/libnccl.so*")
+  foreach(_library IN LISTS _nla_wheel_nccl_libraries)
+    get_filename_component(_root "${_library}/../.." ABSOLUTE)
+    list(APPEND _nla_nccl_roots "${_root}")
+  endforeach()
+  list(REMOVE_DUPLICATES _nla_nccl_roots)
+  find_library(NLA_NCCL_LIBRARY NAMES nccl libnccl.so.2 NAMES_PER_DIR HINTS ${_nla_nccl_roots} ${CUDAToolkit_LIBRARY_DIR}
+               PATH_SUFFIXES lib lib64 DOC "NCCL library (libnccl.so or a wheel's libnccl.so.2)")
+  if(NLA_NCCL_LIBRARY)
+    # The header from the library's own root first, so the two cannot come from different NCCLs.
+    get_filename_component(_nla_nccl_library_root "${NLA_NCCL_LIBRARY}/../.." ABSOLUTE)
+    find_path(NLA_NCCL_INCLUDE_DIR nccl.h HINTS "${_nla_nccl_library_root}" ${_nla_nccl_roots}
+              ${CUDAToolkit_INCLUDE_DIRS} PATH_SUFFIXES include DOC "folder of nccl.h")
   endif()
+  if(NOT NLA_NCCL_LIBRARY OR NOT NLA_NCCL_INCLUDE_DIR)
+    message(FATAL_ERROR
+      "NLA_CUDA is on but NCCL was not found (library: ${NLA_NCCL_LIBRARY}, nccl.h: "
+      "${NLA_NCCL_INCLUDE_DIR}). Searched NCCL_HOME/NCCL_ROOT, the pip wheel's "
+      "${_nla_site_packages}/nvidia/*/ and the CUDA toolkit ${CUDAToolkit_LIBRARY_DIR}; "
+      "set NCCL_HOME to a folder holding lib/libnccl.so(.2) and include/nccl.h.")
+  endif()
+  set(NLA_NCCL_VERSION "")
+  file(STRINGS "${NLA_NCCL_INCLUDE_DIR}/nccl.h" _nla_nccl_defines REGEX "^#define NCCL_(MAJOR|MINOR|PATCH) +[0-9]+")
+  foreach(_part MAJOR MINOR PATCH)
+    if(_nla_nccl_defines MATCHES "NCCL_${_part} +([0-9]+)")
+      list(APPEND NLA_NCCL_VERSION "${CMAKE_MATCH_1}")
+    endif()
+  endforeach()
+  list(JOIN NLA_NCCL_VERSION "." NLA_NCCL_VERSION)
   add_library(nla_nccl UNKNOWN IMPORTED)
   set_target_properties(nla_nccl PROPERTIES IMPORTED_LOCATION ${NLA_NCCL_LIBRARY}
                         INTERFACE_INCLUDE_DIRECTORIES ${NLA_NCCL_INCLUDE_DIR})

@@ -5,6 +5,9 @@
 # configs/demo.ini (the same stages run on a real Qwen2.5-7B by changing the config only:
 # model, layer, steps, batch sizes; see the comments there).
 #   NLA_RUN_DIR (runs/demo)  NLA_RANKS (2)  NLA_BIN (build/bin/nla)  NLA_CONFIG (configs/demo.ini)
+#   NLA_DEVICE, NLA_PRECISION (unset: auto, i.e. the local rank's GPU in bf16 when one is
+#   visible, else the CPU in fp32): --device / --precision of every stage that runs the model,
+#   e.g. NLA_DEVICE=cuda scripts/main_job.sh, or NLA_DEVICE=cpu to stay off the GPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source jobs/lib.sh
@@ -20,11 +23,12 @@ stage "1/9 init-model: seeded random tiny Qwen2 checkpoint"
 "$nla" init-model --config "$config" --out "$run_dir/model" --overwrite
 
 stage "2/9 extract: training texts (every 10th document), all layers, $ranks ranks"
-nla_launch "$ranks" extract --config "$config" --model "$run_dir/model" --out "$run_dir/acts.h5" --overwrite
+nla_launch "$ranks" extract --config "$config" --model "$run_dir/model" --out "$run_dir/acts.h5" --overwrite \
+  "${nla_device_options[@]}"
 
 stage "3/9 extract: held-out texts (documents 5, 15, 25, ...: disjoint from training), $ranks ranks"
 nla_launch "$ranks" extract --config "$config" --model "$run_dir/model" --out "$run_dir/held_out.h5" \
-  --doc-offset 5 --max-docs 1000 --overwrite
+  --doc-offset 5 --max-docs 1000 --overwrite "${nla_device_options[@]}"
 
 stage "4/9 label: context descriptions (gold for AV SFT)"
 "$nla" label --config "$config" --store "$run_dir/acts.h5"
@@ -32,22 +36,22 @@ stage "4/9 label: context descriptions (gold for AV SFT)"
 stage "5/9 train-ar: AR SFT (FSDP over $ranks ranks)"
 rm -rf "$run_dir/train_ar"
 nla_launch "$ranks" train-ar --config "$config" --store "$run_dir/acts.h5" --model "$run_dir/model" \
-  --out "$run_dir/train_ar"
+  --out "$run_dir/train_ar" "${nla_device_options[@]}"
 
 stage "6/9 train-av: AV SFT (FSDP over $ranks ranks)"
 rm -rf "$run_dir/train_av"
 nla_launch "$ranks" train-av --config "$config" --store "$run_dir/acts.h5" --model "$run_dir/model" \
-  --out "$run_dir/train_av"
+  --out "$run_dir/train_av" "${nla_device_options[@]}"
 
 stage "7/9 grpo: RL of the AV against the live AR ($ranks ranks, colocate)"
 rm -rf "$run_dir/grpo"
 nla_launch "$ranks" grpo --config "$config" --store "$run_dir/acts.h5" --av "$run_dir/train_av/av" \
-  --ar "$run_dir/train_ar/ar" --out "$run_dir/grpo" --eval-store "$run_dir/held_out.h5"
+  --ar "$run_dir/train_ar/ar" --out "$run_dir/grpo" --eval-store "$run_dir/held_out.h5" "${nla_device_options[@]}"
 
 stage "8/9 eval: the GRPO AV and AR on every layer of the held-out texts, $ranks ranks"
 rm -rf "$run_dir/eval"
 nla_launch "$ranks" eval --config "$config" --store "$run_dir/held_out.h5" --model "$run_dir/model" \
-  --av "$run_dir/grpo/av" --ar "$run_dir/grpo/ar" --out "$run_dir/eval"
+  --av "$run_dir/grpo/av" --ar "$run_dir/grpo/ar" --out "$run_dir/eval" "${nla_device_options[@]}"
 
 stage "9/9 report: statistics, figures, report.md"
 /usr/bin/python3 analysis/nla_report.py "$run_dir/eval"

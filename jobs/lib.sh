@@ -20,6 +20,12 @@ if [[ $(id -u) -eq 0 ]]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 
+# NLA_DEVICE and NLA_PRECISION (unset: nla's default, auto) as --device / --precision, for
+# the stages that run the model: nla_launch N grpo ... "${nla_device_options[@]}".
+nla_device_options=()
+if [[ -n ${NLA_DEVICE:-} ]]; then nla_device_options+=(--device "$NLA_DEVICE"); fi
+if [[ -n ${NLA_PRECISION:-} ]]; then nla_device_options+=(--precision "$NLA_PRECISION"); fi
+
 nla_launch() {
   local ranks=$1
   shift

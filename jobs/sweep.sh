@@ -8,7 +8,8 @@
 # Every part uses the same rows and seeds (same CONFIG), so merging gives the single run's
 # numbers. With several anchors in CONFIG (av = A,B and ar = C,D) each part is a
 # several-anchor run and the merge gives the one-call layout: RUN/anchor_<L>/ per anchor and
-# RUN/coverage.{csv,json}. NLA_RANKS (default: SLURM_NTASKS, else 2) ranks per part.
+# RUN/coverage.{csv,json}. NLA_RANKS (default: SLURM_NTASKS, else 2) ranks per part;
+# NLA_DEVICE, NLA_PRECISION: --device / --precision (see jobs/lib.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
@@ -22,7 +23,8 @@ run_part() {  # CONFIG RUN BLOCKS INDEX [extra]
   read -r -a blocks <<<"$3"
   shift 4
   [[ $index -ge 0 && $index -lt ${#blocks[@]} ]] || { echo "jobs/sweep.sh: part $index: expected 0..$((${#blocks[@]} - 1))" >&2; exit 2; }
-  nla_launch "$ranks" eval --config "$config" --layers "${blocks[$index]}" --out "$run/parts/$index" "$@"
+  nla_launch "$ranks" eval --config "$config" --layers "${blocks[$index]}" --out "$run/parts/$index" \
+    "${nla_device_options[@]}" "$@"
 }
 
 case $mode in

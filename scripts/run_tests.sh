@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds, runs every test (ctest).
 #   scripts/run_tests.sh [ctest options, e.g. -R tokenizer]
+#   scripts/run_tests.sh -L gpu    the GPU tier (tests/gpu; each test skips without a CUDA device)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)

@@ -22,7 +22,7 @@ APT_PACKAGES=(
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
   libboost-program-options-dev nlohmann-json3-dev libgtest-dev
   libpcre2-dev libutf8proc-dev libyaml-cpp-dev libzstd-dev zlib1g-dev
-  python3-numpy python3-scipy python3-matplotlib python3-h5py python3-statsmodels
+  python3-numpy python3-scipy python3-matplotlib python3-h5py python3-statsmodels python3-yaml
   nodejs npm ca-certificates
 )
 if [[ "${NLA_SETUP_SKIP_APT:-0}" != 1 ]]; then

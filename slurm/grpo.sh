@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # sbatch slurm/grpo.sh CONFIG.ini [extra nla grpo options]
 # GRPO on a cluster: one rank per task, one GPU per rank (--gpus-per-node = tasks per
-# node; each rank takes local rank % visible GPUs). Pick the layout in the config or on
-# the command line, e.g. 2 nodes x 4 GPUs:
+# node; each rank takes local rank % visible GPUs: nla's --device auto, the default).
+# CPU-only partition: sbatch --gpus-per-node=0 ... (auto then runs on the CPU; --device cpu
+# forces it anywhere). Pick the layout in the config or on the command line, e.g. 2 nodes
+# x 4 GPUs:
 #   sbatch --nodes=2 --ntasks-per-node=4 --gpus-per-node=4 slurm/grpo.sh run.ini \
 #       --layout split --trainer-ranks 4 --rollout-ranks 3 --reward-ranks 1
 # Resumable: resubmit the same job after a timeout or preemption; it continues from the
@@ -20,6 +22,7 @@
 #SBATCH --job-name=nla-grpo
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=4
+#SBATCH --gpus-per-node=4
 #SBATCH --cpus-per-task=4
 #SBATCH --time=24:00:00
 #SBATCH --output=logs/%x-%j.out

@@ -7,10 +7,12 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
+
+#include "nla/core/fs.hpp"
 
 extern char** environ;
 
@@ -23,7 +25,7 @@ static std::string shell_escape_single(const std::string& text) {
 }
 
 TempDir::TempDir() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "nla-test-XXXXXX").string();
+  std::string pattern = nla::fs::join(nla::fs::temp_directory(), "nla-test-XXXXXX");
   if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
   path_ = pattern;
 }
@@ -33,8 +35,11 @@ TempDir::~TempDir() {
     std::fprintf(stderr, "NLA_KEEP_TEST_DIRS: kept %s\n", path_.c_str());
     return;
   }
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
+  try {
+    nla::fs::remove_all(path_);
+  } catch (const std::exception& error) {  // a destructor must not throw; a leftover is harmless
+    std::fprintf(stderr, "TempDir: %s\n", error.what());
+  }
 }
 
 // The test binary is itself an MPI process (a singleton); its OMPI_/PMIX_ variables would
@@ -46,7 +51,15 @@ static std::string without_mpi_environment() {
     std::string name = variable.substr(0, variable.find('='));
     bool mpi = name.rfind("OMPI_", 0) == 0 || name.rfind("PMIX_", 0) == 0 || name.rfind("ORTE_", 0) == 0 ||
                name.rfind("OPAL_", 0) == 0;
-    bool keep = name.rfind("OMPI_ALLOW_RUN_AS_ROOT", 0) == 0 || name == "OMPI_MCA_rmaps_base_oversubscribe";
+    // Kept: what says where Open MPI is installed (a relocated install, as on the GPU machine,
+    // cannot start without it) and the user's transport settings; the job's own identity
+    // (jobid, vpid, hnp uri, ...) is what must not leak into a child started here.
+    static const std::set<std::string> kept = {
+        "OMPI_MCA_rmaps_base_oversubscribe", "OMPI_MCA_btl", "OMPI_MCA_pml",
+        "OMPI_MCA_btl_vader_single_copy_mechanism", "OMPI_MCA_ess_singleton_isolated", "OMPI_MCA_mpi_yield_when_idle",
+        "OPAL_PREFIX", "OPAL_LIBDIR", "OPAL_PKGLIBDIR", "OPAL_DATADIR", "OPAL_PKGDATADIR", "OPAL_SYSCONFDIR",
+        "OPAL_BINDIR", "OPAL_INCLUDEDIR", "PMIX_INSTALL_PREFIX", "PMIX_MCA_mca_base_component_path"};
+    bool keep = name.rfind("OMPI_ALLOW_RUN_AS_ROOT", 0) == 0 || kept.count(name) > 0;
     if (mpi && !keep) prefix += " -u " + name;
   }
   return prefix;

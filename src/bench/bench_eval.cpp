@@ -11,11 +11,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 
 #include "nla/bench/bench.hpp"
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/world.hpp"
 #include "nla/eval/sweep.hpp"
 #include "nla/extract/extract.hpp"
@@ -30,9 +30,9 @@ BenchReport bench_eval(const BenchOptions& options) {
   BenchReport report{"eval", {}};
   char scratch_name[4096] = {0};
   run_on_root(MPI_COMM_WORLD, [&] {
-    auto path = std::filesystem::absolute(options.out).parent_path() / ("nla-bench-eval." + std::to_string(getpid()));
-    std::filesystem::create_directories(path);
-    std::snprintf(scratch_name, sizeof scratch_name, "%s", path.string().c_str());
+    const std::string path = fs::join(fs::parent(fs::absolute(options.out)), "nla-bench-eval." + std::to_string(getpid()));
+    fs::create_directories(path);
+    std::snprintf(scratch_name, sizeof scratch_name, "%s", path.c_str());
   });
   NLA_CHECK_MPI(MPI_Bcast(scratch_name, sizeof scratch_name, MPI_CHAR, 0, MPI_COMM_WORLD));
   const std::string scratch = scratch_name;
@@ -41,10 +41,10 @@ BenchReport bench_eval(const BenchOptions& options) {
     model_dir = scratch + "/model";
     run_on_root(MPI_COMM_WORLD, [&] {
       auto config = model::qwen2_preset(options.preset);
-      std::filesystem::create_directories(model_dir);
+      fs::create_directories(model_dir);
       write_file_atomic(model_dir + "/config.json", config.to_json_text());
       model::write_random_checkpoint(config, 1, model_dir, c10::ScalarType::Float, 1ull << 40);
-      std::filesystem::copy_file(bundled_file(options.tokenizer), model_dir + "/tokenizer.json");
+      fs::copy_file(bundled_file(options.tokenizer), model_dir + "/tokenizer.json");
     });
   }
   auto config = model::Qwen2Config::from_file(model_dir);
@@ -104,7 +104,7 @@ BenchReport bench_eval(const BenchOptions& options) {
   // Growth: the sweep should be linear in layers x samples (generation dominates).
   report.rows.push_back({"time ratio layers 2 -> 4", seconds[1] / seconds[0], "x", "2.0 if linear in layers"});
   report.rows.push_back({"time ratio samples 16 -> 32", seconds[2] / seconds[1], "x", "2.0 if linear in samples"});
-  run_on_root(MPI_COMM_WORLD, [&] { std::filesystem::remove_all(scratch); });
+  run_on_root(MPI_COMM_WORLD, [&] { fs::remove_all(scratch); });
   return report;
 }
 

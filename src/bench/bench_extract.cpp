@@ -10,12 +10,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <random>
 
 #include "nla/bench/bench.hpp"
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
 #include "nla/extract/extract.hpp"
@@ -40,7 +40,7 @@ double dd_megabytes_per_second(const std::string& directory, int64_t megabytes) 
   auto start = std::chrono::steady_clock::now();
   int status = std::system(command.c_str());
   double seconds = seconds_since(start);
-  std::filesystem::remove(file);
+  fs::remove(file);
   NLA_CHECK(status == 0, "dd failed: ", command);
   return megabytes / seconds;
 }
@@ -53,9 +53,9 @@ BenchReport bench_extract(const BenchOptions& options) {
   // disk being measured: /tmp may be memory).
   char scratch_name[4096] = {0};
   run_on_root(MPI_COMM_WORLD, [&] {
-    auto path = std::filesystem::absolute(options.out).parent_path() / ("nla-bench-extract." + std::to_string(getpid()));
-    std::filesystem::create_directories(path);
-    std::snprintf(scratch_name, sizeof scratch_name, "%s", path.string().c_str());
+    const std::string path = fs::join(fs::parent(fs::absolute(options.out)), "nla-bench-extract." + std::to_string(getpid()));
+    fs::create_directories(path);
+    std::snprintf(scratch_name, sizeof scratch_name, "%s", path.c_str());
   });
   NLA_CHECK_MPI(MPI_Bcast(scratch_name, sizeof scratch_name, MPI_CHAR, 0, MPI_COMM_WORLD));
   const std::string scratch = scratch_name;
@@ -64,10 +64,10 @@ BenchReport bench_extract(const BenchOptions& options) {
     model_dir = scratch + "/model";
     run_on_root(MPI_COMM_WORLD, [&] {
       auto config = model::qwen2_preset(options.preset);
-      std::filesystem::create_directories(model_dir);
+      fs::create_directories(model_dir);
       write_file_atomic(model_dir + "/config.json", config.to_json_text());
       model::write_random_checkpoint(config, 1, model_dir, c10::ScalarType::Float, 1ull << 40);
-      std::filesystem::copy_file(bundled_file(options.tokenizer), model_dir + "/tokenizer.json");
+      fs::copy_file(bundled_file(options.tokenizer), model_dir + "/tokenizer.json");
     });
   }
   auto config = model::Qwen2Config::from_file(model_dir);
@@ -150,7 +150,7 @@ BenchReport bench_extract(const BenchOptions& options) {
   MPI_Bcast(&disk_rate, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
   report.rows.push_back({"disk sequential write (dd)", disk_rate, "MB/s", "dd bs=1M conv=fdatasync, same size, best of 3"});
   report.rows.push_back({"store / disk", store_rate / disk_rate, "fraction", ""});
-  run_on_root(MPI_COMM_WORLD, [&] { std::filesystem::remove_all(scratch); });
+  run_on_root(MPI_COMM_WORLD, [&] { fs::remove_all(scratch); });
   return report;
 }
 

@@ -5,20 +5,25 @@
 #include <chrono>
 
 #include "bench_model_common.hpp"
+#include "device_peak.hpp"
 
 namespace nla::bench {
 
 BenchReport bench_forward(const BenchOptions& options) {
   BenchReport report{"forward", {}};
-  const double peak = gemm_peak_gflops(options);
+  const GemmPeaks peaks = measure_gemm_peaks(options, bench_device(options));
   reset_peak_memory();
   model::Qwen2Model model = bench_model(options);
   const auto& config = model.config();
+  const GemmPeak peak = gemm_peak_for(peaks, model.dtype(), at::globalContext().allowTF32CuBLAS());
   c10::InferenceMode inference;
   model::ForwardInput input;
   input.input_ids = at::randint(config.vocab_size, {options.batch, options.seq_len},
                                 at::TensorOptions().dtype(at::kLong).device(model.device()));
-  auto run = [&] { model.forward(input).logits.sum().item<float>(); };  // .item() waits for the device
+  auto run = [&] {
+    model.forward(input).logits.sum().item<float>();  // .item() waits for its stream
+    synchronize(model.device());                      // and the clock for the whole device
+  };
   run();  // warm-up
   double best = 1e30;
   for (int repeat = 0; repeat < options.repeats; ++repeat) {
@@ -33,8 +38,8 @@ BenchReport bench_forward(const BenchOptions& options) {
   report.rows.push_back({"tokens/s", tokens / best, "tok/s", shape});
   report.rows.push_back({"time per forward", best * 1e3, "ms", ""});
   report.rows.push_back({"achieved", gflops, "GFLOP/s", "2 x weights + 4 L T C per token"});
-  report.rows.push_back({"gemm peak (this run)", peak, "GFLOP/s", "bench matmul, best size"});
-  report.rows.push_back({"fraction of peak", gflops / peak, "", ""});
+  report.rows.push_back({"gemm peak (this run)", peak.gflops, "GFLOP/s", peak.note});
+  report.rows.push_back({"fraction of peak", fraction_of_peak(gflops, peak.gflops), "", ""});
   report.rows.push_back({"peak memory (RSS)", peak_memory_mb(), "MB", "VmHWM after reset"});
   return report;
 }

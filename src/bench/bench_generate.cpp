@@ -7,19 +7,18 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "bench_model_common.hpp"
+#include "device_peak.hpp"
 #include "nla/core/atomic_file.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/model/generate.hpp"
 
 namespace nla::bench {
 
 namespace {
-
-namespace fs = std::filesystem;
 
 // llama.cpp on the same weights and prompts (node-llama-cpp, tests/tools/llama_greedy.mjs
 // on a GGUF from tests/tools/write_gguf.py), found from the working directory or the
@@ -31,13 +30,12 @@ std::pair<double, double> llama_cpp_seconds(model::Qwen2Model& model, const Benc
   bool built = false;
   const std::string llama_dir = bundled_file("third_party/llama");
   if (fs::is_directory(llama_dir))
-    for (const auto& entry : fs::directory_iterator(llama_dir))
-      built = built || entry.path().filename().string().rfind(".nla-built-", 0) == 0;
+    for (const auto& name : fs::list_directory(llama_dir)) built = built || name.rfind(".nla-built-", 0) == 0;
   if (!built || std::system("command -v node >/dev/null 2>&1") != 0) {
     log_warn("llama.cpp side-by-side skipped: run tests/tools/setup_llama_cpp.sh from the repository root");
     return {-1, -1};
   }
-  std::string dir = (fs::temp_directory_path() / ("nla-bench-llama." + std::to_string(::getpid()))).string();
+  std::string dir = fs::join(fs::temp_directory(), "nla-bench-llama." + std::to_string(::getpid()));
   fs::create_directories(dir);
   model::Qwen2Config config = model.config();
   write_file_atomic(dir + "/config.json", config.to_json_text());
@@ -66,10 +64,11 @@ std::pair<double, double> llama_cpp_seconds(model::Qwen2Model& model, const Benc
 
 BenchReport bench_generate(const BenchOptions& options) {
   BenchReport report{"generate", {}};
-  const double peak = gemm_peak_gflops(options);
+  const GemmPeaks peaks = measure_gemm_peaks(options, bench_device(options));
   reset_peak_memory();
   model::Qwen2Model model = bench_model(options);
   const auto& config = model.config();
+  const GemmPeak peak = gemm_peak_for(peaks, model.dtype(), at::globalContext().allowTF32CuBLAS());
   at::Tensor ids = at::randint(config.vocab_size, {options.batch, options.seq_len}, at::kLong);
   std::vector<model::GenerationPrompt> prompts;
   for (int64_t i = 0; i < options.batch; ++i) {
@@ -83,6 +82,7 @@ BenchReport bench_generate(const BenchOptions& options) {
     for (int repeat = 0; repeat < options.repeats; ++repeat) {
       auto start = std::chrono::steady_clock::now();
       model::generate(model, prompts, generation);
+      synchronize(model.device());
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
     return best;
@@ -103,8 +103,8 @@ BenchReport bench_generate(const BenchOptions& options) {
   report.rows.push_back({"prefill tokens/s", options.batch * options.seq_len / prefill, "tok/s", "prefill + 1 token"});
   report.rows.push_back({"time whole run", total * 1e3, "ms", ""});
   report.rows.push_back({"decode achieved", gflops, "GFLOP/s", ""});
-  report.rows.push_back({"gemm peak (this run)", peak, "GFLOP/s", "bench matmul, best size"});
-  report.rows.push_back({"decode fraction of peak", gflops / peak, "", ""});
+  report.rows.push_back({"gemm peak (this run)", peak.gflops, "GFLOP/s", peak.note});
+  report.rows.push_back({"decode fraction of peak", fraction_of_peak(gflops, peak.gflops), "", ""});
   report.rows.push_back({"peak memory (RSS)", peak_memory_mb(), "MB", "VmHWM after reset"});
   if (options.reference) {
     auto [llama_total, llama_prefill] = llama_cpp_seconds(model, options, prompts);

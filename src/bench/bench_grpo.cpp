@@ -12,6 +12,7 @@
 //             bytes as a single buffer on the same communicator: GB/s and their ratio.
 //             Needs >= 2 ranks (mpirun -n 2 nla bench grpo); skipped on one.
 // Seconds are the mean over --repeats steps after one warm-up step.
+#include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <ATen/ATen.h>
 
 #include <chrono>
@@ -115,7 +116,7 @@ BenchReport bench_grpo(const BenchOptions& options) {
       start = Clock::now();
       std::vector<double> rewards;
       {
-        at::NoGradGuard no_grad;
+        c10::NoGradGuard no_grad;
         auto predicted = ar->forward(ar->make_batch(tokenizer, texts, 256));                       // (NK, d)
         auto errors = autoencoder::mse_nrm(predicted, acts.repeat_interleave(k, 0).to(predicted.device()));  // (NK)
         errors = errors.to(at::kDouble).cpu();

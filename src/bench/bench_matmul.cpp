@@ -1,29 +1,13 @@
-// fp32 GEMM throughput: the peak that the model benchmarks report their FLOP/s against.
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-
-#include <chrono>
-
+// GEMM throughput: the peaks that the model benchmarks report their FLOP/s against
+// (device_peak.cpp): fp32 at three sizes on a CPU; bf16, tf32 and fp32 at n = 8192 on CUDA.
+#include "bench_model_common.hpp"
+#include "device_peak.hpp"
 #include "nla/bench/bench.hpp"
 
 namespace nla::bench {
 
 BenchReport bench_matmul(const BenchOptions& options) {
-  BenchReport report{"matmul", {}};
-  for (int64_t n : {512, 1024, 2048}) {
-    auto a = at::randn({n, n});
-    auto b = at::randn({n, n});
-    at::mm(a, b);  // warm-up
-    double best = 1e30;
-    for (int repeat = 0; repeat < std::max(1, options.repeats); ++repeat) {
-      auto start = std::chrono::steady_clock::now();
-      auto c = at::mm(a, b);
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    }
-    report.rows.push_back({"gemm n=" + std::to_string(n), 2.0 * n * n * n / best / 1e9, "GFLOP/s",
-                           "best of " + std::to_string(options.repeats) + ", threads " + std::to_string(at::get_num_threads())});
-  }
-  return report;
+  return BenchReport{"matmul", measure_gemm_peaks(options, bench_device(options)).rows};
 }
 
 }  // namespace nla::bench

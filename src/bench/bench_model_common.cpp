@@ -10,14 +10,14 @@
 
 namespace nla::bench {
 
-BenchReport bench_matmul(const BenchOptions& options);  // bench_matmul.cpp
+c10::Device bench_device(const BenchOptions& options) {
+  return at::hasCUDA() ? c10::Device(c10::DeviceType::CUDA) : c10::Device(c10::DeviceType::CPU);
+}
 
 model::Qwen2Model bench_model(const BenchOptions& options) {
   model::LoadOptions load;
-  if (at::hasCUDA()) {
-    load.device = c10::Device(c10::DeviceType::CUDA);
-    load.dtype = at::kBFloat16;
-  }
+  load.device = bench_device(options);
+  if (load.device.is_cuda()) load.dtype = at::kBFloat16;
   if (!options.model.empty()) return model::Qwen2Model::load(options.model, load);
   return model::Qwen2Model::random_init(model::qwen2_preset(options.preset), 0, load);
 }
@@ -28,12 +28,6 @@ double forward_flops_per_token(const model::Qwen2Config& c, double context) {
   double block = hidden * hidden * 2 + 2 * hidden * kv + 3 * hidden * static_cast<double>(c.intermediate_size);
   double weights = static_cast<double>(c.num_hidden_layers) * block + static_cast<double>(c.vocab_size) * hidden;
   return 2 * weights + 4 * static_cast<double>(c.num_hidden_layers) * context * hidden;
-}
-
-double gemm_peak_gflops(const BenchOptions& options) {
-  double best = 0;
-  for (const auto& row : bench_matmul(options).rows) best = std::max(best, row.value);
-  return best;
 }
 
 void reset_peak_memory() {

@@ -14,6 +14,7 @@
 #include <chrono>
 
 #include "bench_model_common.hpp"
+#include "device_peak.hpp"
 #include "nla/dist/adamw.hpp"
 #include "nla/dist/communicator.hpp"
 #include "nla/nla/prompts.hpp"
@@ -47,12 +48,14 @@ BenchReport bench_sft(const BenchOptions& options) {
   BenchReport report{"sft", {}};
   dist::Communicator comm = dist::Communicator::world();
   const int n = comm.size();
-  const double peak = gemm_peak_gflops(options);
+  const GemmPeaks peaks = measure_gemm_peaks(options, bench_device(options));
   auto tokenizer = tokenizer::Tokenizer::from_file(options.tokenizer);
   const auto prompt = autoencoder::av_prompt(tokenizer);
   train::ShardedVerbalizer av(bench_model(options), comm);
   dist::ShardedAdamW optimizer(av.sharded());
   const auto& config = av.sharded().config();
+  const c10::Device device = av.sharded().device();
+  const GemmPeak peak = gemm_peak_for(peaks, av.sharded().compute_dtype(), at::globalContext().allowTF32CuBLAS());
 
   // Every rank draws the same global batch and takes its share: batch rows of random
   // activations and random answers of new_tokens tokens (the step's cost does not depend
@@ -75,10 +78,12 @@ BenchReport bench_sft(const BenchOptions& options) {
     optimizer.step(1e-5);
   };
   step();  // warm-up: allocations, first-touch pages
+  synchronize(device);
   comm.barrier();
   const int repeats = std::max(1, options.repeats);
   auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < repeats; ++i) step();
+  synchronize(device);  // the last optimizer step's kernels
   comm.barrier();
   const double step_s = seconds_since(start) / repeats;
 
@@ -96,6 +101,7 @@ BenchReport bench_sft(const BenchOptions& options) {
     comm.all_reduce_scalar(1.0);
     comm.all_reduce_scalar(1.0);
   }
+  synchronize(device);  // NCCL collectives are queued on the device
   comm.barrier();
   const double comm_s = seconds_since(start) / repeats;
 
@@ -112,8 +118,9 @@ BenchReport bench_sft(const BenchOptions& options) {
   report.rows.push_back({"samples/s", static_cast<double>(global) / step_s, "rows/s", "whole job"});
   report.rows.push_back({"achieved GFLOP/s per rank", gflops_rank, "GFLOP/s",
                          "3 x forward matmuls; the LM head on the answer window only"});
-  report.rows.push_back({"gemm peak (this run)", peak, "GFLOP/s", "bench matmul, best size, one rank"});
-  report.rows.push_back({"fraction of peak per rank", gflops_rank / peak, "", "ranks share the node's cores"});
+  report.rows.push_back({"gemm peak (this run)", peak.gflops, "GFLOP/s", peak.note + ", one rank"});
+  report.rows.push_back({"fraction of peak per rank", fraction_of_peak(gflops_rank, peak.gflops), "",
+                         device.is_cuda() ? "" : "ranks share the node's cores"});
   report.rows.push_back({"communication per step", comm_s * 1e3, "ms",
                          "all-gather + reduce-scatter of every unit (" + std::to_string(bytes >> 20) + " MB), replayed alone"});
   report.rows.push_back({"communication share", comm_s / step_s, "", "of the step"});

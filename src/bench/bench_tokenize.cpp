@@ -7,12 +7,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "nla/bench/bench.hpp"
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/tokenizer/tokenizer.hpp"
 
 namespace nla::bench {
@@ -149,7 +149,7 @@ uint32_t checksum_ids(uint32_t checksum, const std::vector<tokenizer::TokenId>& 
 // tests/tools/bench_tokenize_hf.mjs, from the working directory or the source tree.
 std::string find_reference_script() {
   std::string path = bundled_file("tests/tools/bench_tokenize_hf.mjs");
-  return std::filesystem::exists(path) ? std::filesystem::absolute(path).string() : "";
+  return fs::exists(path) ? fs::absolute(path) : "";
 }
 
 struct Reference {
@@ -168,7 +168,7 @@ Reference run_reference(const BenchOptions& options, const std::vector<std::stri
     ref.why = "tests/tools/bench_tokenize_hf.mjs not found";
     return ref;
   }
-  std::string docs_path = (std::filesystem::temp_directory_path() / ("nla-bench-docs-" + std::to_string(getpid()) + ".jsonl")).string();
+  std::string docs_path = fs::join(fs::temp_directory(), "nla-bench-docs-" + std::to_string(getpid()) + ".jsonl");
   {
     std::string lines;
     for (const auto& doc : docs) lines += nlohmann::json(doc).dump() + "\n";
@@ -180,7 +180,7 @@ Reference run_reference(const BenchOptions& options, const std::vector<std::stri
     return out + "'";
   };
   std::string command = "RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false node " + quote(script) + " " +
-                        quote(std::filesystem::absolute(bundled_file(options.tokenizer)).string()) + " " + quote(docs_path) + " " +
+                        quote(fs::absolute(bundled_file(options.tokenizer))) + " " + quote(docs_path) + " " +
                         std::to_string(options.repeats) + " 2>&1";
   std::string output;
   if (FILE* pipe = popen(command.c_str(), "r")) {
@@ -192,7 +192,7 @@ Reference run_reference(const BenchOptions& options, const std::vector<std::stri
   } else {
     ref.why = "cannot run node";
   }
-  std::filesystem::remove(docs_path);
+  fs::remove(docs_path);
   if (!ref.why.empty()) return ref;
   try {
     auto line = output.substr(output.rfind('{'));

@@ -19,7 +19,7 @@ BenchReport bench_sft(const BenchOptions& options);
 
 const std::vector<BenchEntry>& benchmarks() {
   static const std::vector<BenchEntry> table = {
-      {"matmul", "fp32 matrix-multiply peak of this machine (the yardstick of the model benchmarks)", bench_matmul},
+      {"matmul", "matrix-multiply peaks of this machine, the yardstick of the model benchmarks (CPU: fp32; CUDA: bf16, tf32, fp32 at n=8192)", bench_matmul},
       {"forward", "inference forward: tokens/s, GFLOP/s as a fraction of the GEMM peak, peak memory", bench_forward},
       {"train-step", "forward + cross-entropy + backward + AdamW: tokens/s, fraction of peak, memory", bench_train_step},
       {"generate", "batched greedy KV-cache generation (use --batch 32 --seq-len 32 --new-tokens 128)", bench_generate},

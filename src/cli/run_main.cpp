@@ -50,11 +50,21 @@ std::string RunContext::provenance_json() const {
   nlohmann::json provenance = {{"nla_version", version},    {"command", command},
                                {"command_line", command_line}, {"config", resolved_config},
                                {"environment", environment}};
+  if (compute) {
+    provenance["device"] = compute->device;
+    provenance["device_name"] = compute->device_name.empty() ? nlohmann::json(nullptr) : nlohmann::json(compute->device_name);
+    provenance["precision"] = compute->precision;
+    if (compute->deterministic) provenance["deterministic"] = *compute->deterministic;
+  }
   return provenance.dump(2);
 }
 
 void RunContext::announce() const {
   log_info("nla %s | %s | %d rank%s", version.c_str(), command_line.c_str(), world_size(), world_size() == 1 ? "" : "s");
+  if (compute)
+    log_info("device %s%s%s | precision %s%s", compute->device.c_str(), compute->device_name.empty() ? "" : " ",
+             compute->device_name.c_str(), compute->precision.c_str(),
+             compute->deterministic.value_or(false) ? " | deterministic" : "");
   log_info("configuration:\n%s", resolved_config.c_str());
 }
 

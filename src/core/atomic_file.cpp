@@ -5,10 +5,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <sstream>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/version.hpp"
 
 namespace nla {
@@ -52,9 +52,9 @@ std::string read_file(const std::string& path) {
 }
 
 std::string bundled_file(const std::string& relative) {
-  if (relative.empty() || relative[0] == '/' || std::filesystem::exists(relative)) return relative;
+  if (relative.empty() || relative[0] == '/' || fs::exists(relative)) return relative;
   std::string in_source_tree = std::string(NLA_SOURCE_DIR) + "/" + relative;
-  return std::filesystem::exists(in_source_tree) ? in_source_tree : relative;
+  return fs::exists(in_source_tree) ? in_source_tree : relative;
 }
 
 }  // namespace nla

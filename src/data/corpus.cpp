@@ -6,19 +6,18 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/data/line_reader.hpp"
 
 #ifndef NLA_DEFAULT_CORPUS_DIR
 #define NLA_DEFAULT_CORPUS_DIR "data/corpus"
 #endif
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace nla::data {
@@ -30,7 +29,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 // Name without directory and without .gz/.zst/.zstd and .jsonl/.ndjson/.json/.txt.
 std::string file_stem(const std::string& path) {
-  std::string name = fs::path(path).filename().string();
+  std::string name = fs::filename(path);
   for (const char* ext : {".gz", ".zst", ".zstd"})
     if (ends_with(name, ext)) { name.resize(name.size() - std::strlen(ext)); break; }
   for (const char* ext : {".jsonl", ".ndjson", ".json", ".txt"})
@@ -39,19 +38,13 @@ std::string file_stem(const std::string& path) {
 }
 
 bool is_jsonl_name(const std::string& path) {
-  std::string name = fs::path(path).filename().string();
+  std::string name = fs::filename(path);
   for (const char* ext : {".gz", ".zst", ".zstd"})
     if (ends_with(name, ext)) { name.resize(name.size() - std::strlen(ext)); break; }
   return ends_with(name, ".jsonl") || ends_with(name, ".ndjson") || ends_with(name, ".json");
 }
 
 bool has_glob_chars(const std::string& path) { return path.find_first_of("*?[") != std::string::npos; }
-
-bool is_hidden(const fs::path& relative) {
-  for (const auto& part : relative)
-    if (!part.empty() && part.string()[0] == '.' && part != "." && part != "..") return true;
-  return false;
-}
 
 bool is_blank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; });
@@ -65,25 +58,43 @@ std::string scalar_field(const json& value, const std::string& where, const std:
   NLA_INPUT_ERROR(where, ": field \"", field, "\" must be a string or number, got ", value.type_name());
 }
 
+// Regular files under root/relative as paths relative to root: recursive, following directory
+// symlinks, hidden entries (and what lies under them) left out. `ancestors` holds the real
+// paths of the directories being walked, so a symlink back to one of them is not walked again.
+void collect_corpus_files(const std::string& root, const std::string& relative, std::vector<std::string>& ancestors,
+                          std::vector<std::string>& out) {
+  const std::string directory = relative.empty() ? root : fs::join(root, relative);
+  const std::string real = fs::weakly_canonical(directory);
+  if (std::find(ancestors.begin(), ancestors.end(), real) != ancestors.end()) return;
+  std::vector<std::string> names;
+  try {
+    names = fs::list_directory(directory);
+  } catch (const Error& error) {
+    NLA_INPUT_ERROR(error.what());  // the corpus is the user's input
+  }
+  ancestors.push_back(real);
+  for (const auto& name : names) {
+    if (name[0] == '.') continue;
+    const std::string child = relative.empty() ? name : fs::join(relative, name);
+    const std::string child_path = fs::join(root, child);
+    if (fs::is_directory(child_path)) collect_corpus_files(root, child, ancestors, out);
+    else if (fs::is_regular_file(child_path)) out.push_back(child);
+  }
+  ancestors.pop_back();
+}
+
 // Files under `dir`, recursively, sorted by relative path; hidden entries left out.
 std::vector<CorpusFile> list_directory(const std::string& dir, CorpusFormat format) {
+  std::vector<std::string> relatives;
+  std::vector<std::string> ancestors;
+  collect_corpus_files(dir, "", ancestors, relatives);
   std::vector<CorpusFile> all;
-  std::error_code ec;
-  fs::recursive_directory_iterator it(dir, fs::directory_options::follow_directory_symlink, ec);
-  if (ec) NLA_INPUT_ERROR(dir, ": cannot read directory: ", ec.message());
-  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) NLA_INPUT_ERROR(dir, ": cannot read directory: ", ec.message());
-    fs::path relative = it->path().lexically_relative(dir);
-    if (is_hidden(relative)) {
-      if (it->is_directory()) it.disable_recursion_pending();
-      continue;
-    }
-    if (!it->is_regular_file()) continue;
+  for (const auto& relative : relatives) {
     CorpusFile file;
-    file.path = it->path().string();
-    file.relative = relative.generic_string();
-    auto first = relative.begin();
-    file.top_dir = std::distance(relative.begin(), relative.end()) > 1 ? first->string() : "";
+    file.path = fs::join(dir, relative);
+    file.relative = relative;
+    const size_t slash = relative.find('/');
+    file.top_dir = slash == std::string::npos ? "" : relative.substr(0, slash);
     file.jsonl = format == CorpusFormat::jsonl || (format == CorpusFormat::automatic && is_jsonl_name(file.path));
     all.push_back(std::move(file));
   }
@@ -100,17 +111,16 @@ std::vector<CorpusFile> list_directory(const std::string& dir, CorpusFormat form
 CorpusFile single_file(const std::string& path, CorpusFormat format) {
   CorpusFile file;
   file.path = path;
-  file.relative = fs::path(path).filename().string();
+  file.relative = fs::filename(path);
   file.jsonl = format == CorpusFormat::jsonl || (format == CorpusFormat::automatic && is_jsonl_name(path));
   return file;
 }
 
 void add_path(const std::string& path, CorpusFormat format, std::vector<CorpusFile>& out) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) {
+  if (fs::is_directory(path)) {
     auto files = list_directory(path, format);
     out.insert(out.end(), files.begin(), files.end());
-  } else if (fs::exists(path, ec)) {
+  } else if (fs::exists(path)) {
     out.push_back(single_file(path, format));
   } else if (has_glob_chars(path)) {
     glob_t matches{};
@@ -191,9 +201,7 @@ std::vector<CorpusFile> resolve_corpus_files(const CorpusOptions& options) {
   std::set<std::string> seen;
   std::vector<CorpusFile> unique;
   for (auto& file : files) {
-    std::error_code ec;
-    std::string key = fs::weakly_canonical(file.path, ec).string();
-    if (seen.insert(ec ? file.path : key).second) unique.push_back(std::move(file));
+    if (seen.insert(fs::weakly_canonical(file.path)).second) unique.push_back(std::move(file));
   }
   return unique;
 }

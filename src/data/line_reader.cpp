@@ -8,10 +8,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <stdexcept>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 
 namespace nla::data {
 namespace {
@@ -27,8 +27,7 @@ struct StreamError : std::runtime_error {
 class FileSource final : public ByteSource {
  public:
   explicit FileSource(const std::string& path) : path_(path) {
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec))
+    if (fs::is_directory(path))
       NLA_INPUT_ERROR(path, ": is a directory, expected a file");
     file_ = std::fopen(path.c_str(), "rb");
     if (!file_) NLA_INPUT_ERROR(path, ": cannot open: ", std::strerror(errno));

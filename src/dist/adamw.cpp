@@ -1,6 +1,7 @@
 // AdamW on the shards, and its sharded save/load with resharding (see adamw.hpp).
 #include "nla/dist/adamw.hpp"
 
+#include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -8,12 +9,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <memory>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/world.hpp"
 #include "nla/io/safetensors.hpp"
 
@@ -62,7 +63,7 @@ void ShardedAdamW::step(double lr) {
   const double bias_correction1 = 1 - std::pow(beta1, static_cast<double>(step_));
   const double bias_correction2 = 1 - std::pow(beta2, static_cast<double>(step_));
   const double step_size = lr / bias_correction1;
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto& units = model_.units();
   for (size_t u = 0; u < units.size(); ++u) {
     if (units[u].frozen) continue;
@@ -79,7 +80,7 @@ void ShardedAdamW::step(double lr) {
 
 void ShardedAdamW::save(const std::string& directory) const {
   const Communicator& comm = model_.comm();
-  run_on_root(comm.mpi_comm(), [&] { std::filesystem::create_directories(directory); });
+  run_on_root(comm.mpi_comm(), [&] { fs::create_directories(directory); });
   const auto& units = model_.units();
   // This rank's unpadded slices, on the CPU for writing: (len_r) fp32 each.
   std::vector<at::Tensor> keep;

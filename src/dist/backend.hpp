@@ -28,5 +28,10 @@ std::unique_ptr<Backend> make_mpi_backend(MPI_Comm comm);
 // CUDA tensors on device `device_index`; collective over `comm` (the NCCL id travels over
 // it). Throws in builds without NLA_WITH_CUDA.
 std::unique_ptr<Backend> make_nccl_backend(MPI_Comm comm, int device_index);
+// CUDA tensors through host copies and `host` (the MPI backend, which must outlive it):
+// for ranks that share a GPU, where NCCL cannot run, and for builds without NCCL.
+std::unique_ptr<Backend> make_staged_backend(Backend& host);
+// Whether this build has NCCL (NLA_WITH_CUDA).
+bool nccl_available();
 
 }  // namespace nla::dist

@@ -1,10 +1,14 @@
 // The Communicator front end: validation, contiguity, and the choice of backend by the
-// tensor's device (MPI for CPU, NCCL for CUDA).
+// tensor's device (MPI for CPU; NCCL for CUDA, or MPI through the host where ranks share a
+// GPU or there is no NCCL).
 #include "nla/dist/communicator.hpp"
 
 #include <ATen/ATen.h>
 
 #include <mutex>
+#include <set>
+#include <utility>
+#include <vector>
 
 #include "backend.hpp"
 #include "nla/core/error.hpp"
@@ -18,6 +22,26 @@ bool mpi_active() {
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
   return initialized && !finalized;
+}
+
+// Whether two ranks of `comm` compute on the same GPU (the same node and device index):
+// NCCL refuses such a group, so its CUDA tensors go through the host instead. Collective.
+bool ranks_share_a_device(MPI_Comm comm, int device) {
+  int rank = 0, size = 1;
+  NLA_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  NLA_CHECK_MPI(MPI_Comm_size(comm, &size));
+  MPI_Comm node = MPI_COMM_NULL;
+  NLA_CHECK_MPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node));
+  int node_leader = rank;  // the node's lowest rank in `comm` names the node
+  NLA_CHECK_MPI(MPI_Bcast(&node_leader, 1, MPI_INT, 0, node));
+  NLA_CHECK_MPI(MPI_Comm_free(&node));
+  const int mine[2] = {node_leader, device};
+  std::vector<int> all(2 * static_cast<size_t>(size));
+  NLA_CHECK_MPI(MPI_Allgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, comm));
+  std::set<std::pair<int, int>> seen;
+  for (int r = 0; r < size; ++r)
+    if (!seen.insert({all[2 * static_cast<size_t>(r)], all[2 * static_cast<size_t>(r) + 1]}).second) return true;
+  return false;
 }
 
 // Runs `op` on a contiguous version of `tensor` and copies the result back when a
@@ -40,10 +64,10 @@ struct Communicator::State {
   int rank = 0;
   int size = 1;
   std::unique_ptr<Backend> mpi;
-  std::unique_ptr<Backend> nccl;  // made on the first CUDA collective (collective itself)
+  std::unique_ptr<Backend> cuda;  // NCCL or staged: chosen on the first CUDA collective (collective itself)
 
   ~State() {
-    nccl.reset();  // before the MPI communicator it was bootstrapped over
+    cuda.reset();  // before the MPI communicator NCCL was bootstrapped over
     if (comm != MPI_COMM_NULL && mpi_active()) MPI_Comm_free(&comm);
   }
 };
@@ -79,8 +103,13 @@ Backend& Communicator::backend_for(const at::Tensor& tensor) const {
   NLA_CHECK(tensor.defined(), "collective on an undefined tensor");
   if (tensor.device().is_cpu()) return *state_->mpi;
   NLA_CHECK(tensor.device().is_cuda(), "collectives support CPU and CUDA tensors, not ", tensor.device().str());
-  if (!state_->nccl) state_->nccl = make_nccl_backend(state_->comm, tensor.device().index());
-  return *state_->nccl;
+  if (!state_->cuda) {
+    const int device = tensor.device().index();
+    state_->cuda = nccl_available() && !ranks_share_a_device(state_->comm, device)
+                       ? make_nccl_backend(state_->comm, device)
+                       : make_staged_backend(*state_->mpi);
+  }
+  return *state_->cuda;
 }
 
 void Communicator::all_reduce(at::Tensor& tensor, ReduceOp op) const {

@@ -2,6 +2,7 @@
 // gradients, the gather-all and per-block (recomputing) training steps.
 #include "nla/dist/fsdp.hpp"
 
+#include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -249,7 +250,7 @@ at::Tensor ShardedModel::forward_backward_per_block(const model::ForwardInput& i
   // Forward without autograd, keeping the block boundaries: (B, T, C) each.
   std::vector<at::Tensor> boundary(static_cast<size_t>(n_run + 1));
   {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     gather(embed_unit(), false);
     boundary[0] = embed_stage(input);
     release(embed_unit());
@@ -311,7 +312,7 @@ at::Tensor ShardedModel::forward_backward_per_block(const model::ForwardInput& i
 
 at::Tensor ShardedModel::forward_then(const model::ForwardInput& input, const model::ForwardOptions& options,
                                       const LossFunction& post) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto output = forward(input, options);
   if (!extra_unit()) return post(output);
   ReleaseAll guard{[this] { release(*extra_unit()); }};
@@ -326,7 +327,7 @@ const at::Tensor& ShardedModel::extra(const std::string& name) const {
 }
 
 model::ForwardOutput ShardedModel::forward(const model::ForwardInput& input, const model::ForwardOptions& options) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   ReleaseAll guard{[this] {
     for (auto& unit : units_) release(unit);
   }};

@@ -122,6 +122,8 @@ class NcclBackend final : public Backend {
 
 }  // namespace
 
+bool nccl_available() { return true; }
+
 std::unique_ptr<Backend> make_nccl_backend(MPI_Comm comm, int device_index) {
   return std::make_unique<NcclBackend>(comm, device_index);
 }

@@ -8,12 +8,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
 #include "nla/model/qwen2_config.hpp"
@@ -23,8 +23,6 @@
 namespace nla::eval {
 
 namespace {
-
-namespace fs = std::filesystem;
 
 // Rank 0's JSON value on every rank.
 void broadcast_json(nlohmann::json& value) {
@@ -50,9 +48,8 @@ int checkpoint_layer(const std::string& dir, const autoencoder::NlaMeta& meta) {
 std::vector<std::pair<int, std::string>> anchor_subdirectories(const std::string& run) {
   std::vector<std::pair<int, std::string>> found;
   if (!fs::is_directory(run)) return found;
-  for (const auto& entry : fs::directory_iterator(run)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("anchor_", 0) != 0 || !fs::exists(entry.path() / "results.h5")) continue;
+  for (const auto& name : fs::list_directory(run)) {
+    if (name.rfind("anchor_", 0) != 0 || !fs::exists(fs::join(run, name, "results.h5"))) continue;
     const std::string digits = name.substr(7);
     if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
     found.emplace_back(std::stoi(digits), name);
@@ -229,9 +226,9 @@ void merge_run_directories(const std::vector<std::string>& dirs, const std::stri
   // Parts: a directory with results.h5 (one anchor) or coverage.json (several); any other
   // directory stands for its subdirectories of either kind.
   std::vector<std::string> single, several;
-  auto classify = [&](const fs::path& dir) {
-    if (fs::exists(dir / "results.h5")) single.push_back(dir.string());
-    else if (fs::exists(dir / "coverage.json")) several.push_back(dir.string());
+  auto classify = [&](const std::string& dir) {
+    if (fs::exists(fs::join(dir, "results.h5"))) single.push_back(dir);
+    else if (fs::exists(fs::join(dir, "coverage.json"))) several.push_back(dir);
     else return false;
     return true;
   };
@@ -239,11 +236,10 @@ void merge_run_directories(const std::vector<std::string>& dirs, const std::stri
     if (classify(dir)) continue;
     NLA_CHECK_INPUT(fs::is_directory(dir), dir, ": expected a part run directory (results.h5 or coverage.json) or a "
                                                 "directory of them");
-    std::vector<fs::path> children;
-    for (const auto& entry : fs::directory_iterator(dir))
-      if (entry.is_directory()) children.push_back(entry.path());
-    std::sort(children.begin(), children.end());
-    for (const auto& child : children) classify(child);
+    for (const auto& name : fs::list_directory(dir)) {  // sorted by name
+      const std::string child = fs::join(dir, name);
+      if (fs::is_directory(child)) classify(child);
+    }
   }
   NLA_CHECK_INPUT(!single.empty() || !several.empty(), "option 'parts': expected part run directories");
   NLA_CHECK_INPUT(single.empty() || several.empty(), "option 'parts': ", single.front(), " holds one anchor, ",

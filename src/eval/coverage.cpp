@@ -10,12 +10,12 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <limits>
 #include <sstream>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/store/hdf5_util.hpp"
 
 namespace nla::eval {
@@ -116,7 +116,7 @@ std::string python_float_repr(double value) {
 AnchorMeans read_anchor_means(const std::string& run_dir, const std::string& name, const std::string& metric) {
   const std::string path = run_dir + "/results.h5";
   store::silence_hdf5_errors();
-  NLA_CHECK_INPUT(std::filesystem::exists(path), path, ": no such file (expected an nla eval run directory)");
+  NLA_CHECK_INPUT(fs::exists(path), path, ": no such file (expected an nla eval run directory)");
   H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   NLA_CHECK_INPUT(file.valid(), path, ": not an HDF5 file");
   NLA_CHECK_INPUT(store::attribute_exists(file, "format") && store::read_string_attribute(file, "format") == "nla-eval",
@@ -319,7 +319,7 @@ CoverageResult compute_coverage(const std::vector<AnchorMeans>& runs, const std:
 
 void write_coverage(const std::string& dir, const std::vector<AnchorMeans>& runs, const CoverageResult& r,
                     const CoverageOptions& options, const std::string& created_by) {
-  std::filesystem::create_directories(dir);
+  fs::create_directories(dir);
   {
     AtomicFile file(dir + "/coverage.csv");
     auto& out = file.stream();

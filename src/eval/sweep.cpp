@@ -4,6 +4,7 @@
 // layers to rank 0 -> CLC, summary.csv and results.h5 on rank 0.
 #include "nla/eval/sweep.hpp"
 
+#include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <ATen/ATen.h>
 #include <mpi.h>
 #include <unistd.h>
@@ -14,13 +15,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <numeric>
 #include <optional>
 #include <set>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/seeding.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
@@ -466,13 +467,14 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
     NLA_CHECK_INPUT(!o.av.empty() && !o.ar.empty() && !o.store.empty(),
                     "options 'av', 'ar' and 'store': expected an AV checkpoint, an AR checkpoint and a store");
     NLA_CHECK_INPUT(!o.out.empty(), "option 'out': expected a run directory");
+    dist::resolve_precision(o.precision, dist::device_kind(o.device));  // the kind only: each rank picks its GPU below
     NLA_CHECK_INPUT(o.samples >= 2, "option 'samples': expected >= 2, got ", o.samples);
     NLA_CHECK_INPUT(o.batch > 0, "option 'batch': expected > 0, got ", o.batch);
     NLA_CHECK_INPUT(o.pool >= 2, "option 'pool': expected >= 2, got ", o.pool);
     NLA_CHECK_INPUT(o.max_new_tokens > 0, "option 'max-new-tokens': expected > 0, got ", o.max_new_tokens);
     NLA_CHECK_INPUT(o.var_nrm_source == "auto" || o.var_nrm_source == "meta" || o.var_nrm_source == "layer",
                     "option 'var-nrm-source': expected auto, meta or layer, got '", o.var_nrm_source, "'");
-    NLA_CHECK_INPUT(o.overwrite || !std::filesystem::exists(o.out + "/results.h5"), o.out,
+    NLA_CHECK_INPUT(o.overwrite || !fs::exists(o.out + "/results.h5"), o.out,
                     "/results.h5: exists already (option 'overwrite' replaces it)");
     // Readable inputs, checked once here so that a bad one is one line, not one per rank.
     store::ActivationStore probe(o.store);
@@ -484,10 +486,11 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
   autoencoder::NlaMeta ar_meta, av_meta;
   model::LoadOptions load;
   load.device = dist::resolve_device(o.device);  // collective: every rank is here
+  load.dtype = dist::resolve_precision(o.precision, load.device.type());  // AV and AR; reconstructions are fp32
   auto ar = autoencoder::load_ar(o.ar, load, &ar_meta);
   auto av = autoencoder::load_av(o.av, load, &av_meta);
   const std::string tokenizer_source =
-      std::filesystem::exists(o.av + "/tokenizer.json") || o.model.empty() ? o.av : o.model;
+      fs::exists(o.av + "/tokenizer.json") || o.model.empty() ? o.av : o.model;
   auto tok = tokenizer::Tokenizer::from_file(tokenizer_source);
   const int anchor = static_cast<int>(ar.layer());
   const int64_t d = ar.d_model();
@@ -539,10 +542,11 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
            static_cast<long long>(n_layers), static_cast<long long>(n), anchor, size);
 
   autoencoder::Verbalizer verbalizer(av, tok, av_meta.injection_scale ? av_meta.injection_scale : ar_meta.injection_scale,
-                                     av_meta.actor_template.empty() ? autoencoder::kActorTemplate : av_meta.actor_template);
+                                     av_meta.actor_template.empty() ? autoencoder::kActorTemplate : av_meta.actor_template,
+                                     ar.critic_template());  // the AR that reads the answers sizes their inputs
   std::vector<std::vector<BlockResult>> mine(static_cast<size_t>(n_layers));
   {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     Progress progress("eval (rank 0's tasks)", my_samples, "samples");
     for (int64_t t = rank; t < n_layers * blocks_per_layer; t += size) {
       const int64_t layer_index = t / blocks_per_layer, first = (t % blocks_per_layer) * o.batch;
@@ -558,9 +562,10 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
         if (condition == "av" && !oracle.empty()) {
           for (int64_t row : block_rows) {
             const auto& text = oracle[static_cast<size_t>(row)];
-            texts.push_back(text);
-            descriptions.push_back(autoencoder::parse_answer(text));
-            failed.push_back(descriptions.back().empty());
+            const auto parsed = autoencoder::parse_answer(text);
+            texts.push_back(autoencoder::explanation_text(text));  // the AR reads the bare explanation
+            descriptions.push_back(parsed ? parsed->answer : std::string());
+            failed.push_back(!parsed);
           }
         } else {
           autoencoder::VerbalizeOptions vo;
@@ -572,8 +577,9 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
                         static_cast<uint64_t>(layer));
           auto inputs = condition == "av" ? truth : gaussian_vectors(block_rows, layer, d, static_cast<uint64_t>(o.seed));
           for (auto& v : verbalizer.verbalize(inputs, block_rows, vo)) {
-            // A failed answer is still what the AV wrote: the AR reads the raw text.
-            texts.push_back(v.failed ? v.text : v.description);
+            // A failed answer is still what the AV wrote: the AR reads its explanation when it
+            // has a closed tag (a truncated answer), else the raw text.
+            texts.push_back(v.failed ? autoencoder::explanation_text(v.text) : v.explanation);
             descriptions.push_back(v.failed ? v.text : v.description);
             failed.push_back(v.failed);
           }
@@ -693,7 +699,7 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
                           {"max_new_tokens", std::to_string(o.max_new_tokens)},
                           {"temperature", std::to_string(o.temperature)},
                           {"av_descriptions", o.av_descriptions}};
-    std::filesystem::create_directories(o.out);
+    fs::create_directories(o.out);
     write_summary_csv(results, o.out + "/summary.csv");
     write_results(results, o.out + "/results.h5");  // last: its presence marks a complete run
     log_info("eval: wrote %s/results.h5 and summary.csv", o.out.c_str());
@@ -743,12 +749,12 @@ void write_results(const SweepResults& r, const std::string& path) {
     }
     NLA_CHECK_H5(H5Fclose(file.release()));
   }
-  std::filesystem::rename(temp, path);
+  fs::rename(temp, path);
 }
 
 SweepResults read_results(const std::string& path) {
   store::silence_hdf5_errors();
-  NLA_CHECK_INPUT(std::filesystem::exists(path), path, ": cannot be read (expected an nla eval results.h5)");
+  NLA_CHECK_INPUT(fs::exists(path), path, ": cannot be read (expected an nla eval results.h5)");
   H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   NLA_CHECK_INPUT(file.valid(), path, ": not an HDF5 file");
   NLA_CHECK_INPUT(store::attribute_exists(file, "format") && store::read_string_attribute(file, "format") == kEvalFormat,

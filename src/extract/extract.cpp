@@ -2,24 +2,26 @@
 // collective writes into the activation store. See include/nla/extract/extract.hpp.
 #include "nla/extract/extract.hpp"
 
+#include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <ATen/ATen.h>
 #include <mpi.h>
 
 #include <algorithm>
 #include <chrono>
 #include <csignal>
-#include <filesystem>
 #include <map>
 #include <numeric>
 #include <sstream>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/seeding.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
 #include "nla/core/world.hpp"
 #include "nla/data/corpus.hpp"
+#include "nla/dist/device.hpp"      // defines: resolve_compute
 #include "nla/model/qwen2.hpp"
 #include "nla/store/activation_store.hpp"
 
@@ -124,6 +126,7 @@ std::vector<int32_t> sample_positions(const std::vector<tokenizer::TokenId>& tok
 ExtractSummary run_extraction(const ExtractOptions& o, const std::string& created_by,
                               const std::function<void()>& announce) {
   validate(o);
+  const auto compute = dist::resolve_compute(o.device, o.precision);  // collective
   const int rank = world_rank(), ranks = world_size();
   auto start_time = std::chrono::steady_clock::now();
   auto config = model::Qwen2Config::from_file(o.model);
@@ -131,10 +134,10 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
   const int deepest = layers.back();
 
   run_on_root(MPI_COMM_WORLD, [&] {
-    NLA_CHECK_INPUT(o.overwrite || !std::filesystem::exists(o.out), o.out,
+    NLA_CHECK_INPUT(o.overwrite || !fs::exists(o.out), o.out,
                     ": a complete store exists; pass --overwrite to replace it");
-    auto parent = std::filesystem::path(o.out).parent_path();
-    if (!parent.empty()) std::filesystem::create_directories(parent);
+    const std::string parent = fs::parent(o.out);
+    if (!parent.empty()) fs::create_directories(parent);
   });
   auto tok = tokenizer::Tokenizer::from_file(o.tokenizer.empty() ? o.model : o.tokenizer);
 
@@ -196,9 +199,12 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
 
   store::StoreHeader header;
   header.model = o.model;
-  header.model_config = read_file(std::filesystem::is_directory(o.model) ? o.model + "/config.json" : o.model);
+  header.model_config = read_file(fs::is_directory(o.model) ? o.model + "/config.json" : o.model);
   header.tokenizer_sha256 = tok.sha256();
   header.created_by = created_by;
+  header.device = compute.device_label();  // rank 0's
+  header.device_name = compute.device_name;
+  header.precision = compute.precision_label();
   header.seed = o.seed;
   header.positions_per_doc = o.positions_per_doc;
   header.hidden_size = config.hidden_size;
@@ -229,6 +235,8 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
   model::LoadOptions load;
   load.num_layers = deepest + 1;  // later blocks are neither loaded nor run
   load.with_head = false;
+  load.device = compute.device;
+  load.dtype = compute.dtype;
   auto net = model::Qwen2Model::load(o.model, load);
   model::ForwardOptions forward_options;
   forward_options.capture_layers.assign(layers.begin(), layers.end());
@@ -238,7 +246,7 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
   Progress progress("extract", total_batches, "batches");
   int64_t my_tokens = 0, batches_done = 0;
   auto batch = batches.begin();
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   for (int64_t round = 0; round < rounds; ++round) {
     std::vector<int64_t> round_documents;
     std::vector<std::vector<float>> rows(layers.size());

@@ -1,6 +1,7 @@
 // nla grpo: RL of the AV against a live AR (see grpo.hpp for the walk-through).
 #include "nla/grpo/grpo.hpp"
 
+#include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <ATen/ATen.h>
 #include <mpi.h>
 
@@ -9,7 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
+#include <cstdint>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -17,11 +18,12 @@
 #include <sstream>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/seeding.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/stop_signal.hpp"    // defines: StopSignals, StoppedBySignal
 #include "nla/core/world.hpp"
-#include "nla/dist/device.hpp"        // defines: device_kind, resolve_device
+#include "nla/dist/device.hpp"        // defines: device_kind, resolve_device, resolve_precision
 #include "nla/grpo/loss.hpp"          // defines: group_advantages, grpo_loss_sums
 #include "nla/grpo/roles.hpp"         // defines: make_role_layout, make_role_groups, my_chunks, my_block
 #include "nla/grpo/weight_sync.hpp"   // defines: WeightStream
@@ -38,7 +40,6 @@ namespace nla::grpo {
 
 namespace {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr double kFailedReward = -2.0;  // DESIGN: a sample that does not close its tag
@@ -134,7 +135,7 @@ autoencoder::ArBatch make_ar_batch(const tokenizer::Tokenizer& tokenizer, const 
 struct Sample {
   int64_t row = -1;
   std::vector<int64_t> tokens;
-  std::string description;
+  std::string explanation;  // what the AR reads: the bare text between the answer's tags
   bool failed = true;
   double mse_nrm = NAN;   // failed: NaN
   double reward = kFailedReward;
@@ -195,15 +196,15 @@ PairedGain paired_gain(const std::vector<Sample>& policy, const std::vector<Samp
   return gain;
 }
 
-// A (description, activation row) pair the AR trains on.
+// An (explanation, activation row) pair the AR trains on.
 struct ArPair {
   int64_t row = 0;
-  std::string description;
+  std::string explanation;
 };
 
 nlohmann::json pairs_to_json(const std::vector<ArPair>& pairs) {
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& pair : pairs) out.push_back({pair.row, pair.description});
+  for (const auto& pair : pairs) out.push_back({pair.row, pair.explanation});
   return out;
 }
 std::vector<ArPair> pairs_from_json(const nlohmann::json& json) {
@@ -212,21 +213,37 @@ std::vector<ArPair> pairs_from_json(const nlohmann::json& json) {
   return pairs;
 }
 
+// An input path as run fingerprints record it: absolute and normalised, with the trailing '/'
+// that the standard library's lexically_normal kept after a final "/", "." or "..", so that
+// trainer states saved before nla used nla::fs still match.
+std::string fingerprint_path(const std::string& path) {
+  std::string normal = fs::absolute(path);
+  const size_t last_slash = path.rfind('/');
+  const std::string last = last_slash == std::string::npos ? path : path.substr(last_slash + 1);
+  if ((last.empty() || last == "." || last == "..") && normal != "/") normal += '/';
+  return normal;
+}
+
 // What must not change across a resume (the data order and the models depend on it).
 nlohmann::json run_fingerprint(const GrpoOptions& o, int layer) {
-  nlohmann::json fingerprint = {{"store", fs::absolute(o.store).lexically_normal().string()},
-                                {"av", fs::absolute(o.av).lexically_normal().string()},
-                                {"ar", fs::absolute(o.ar).lexically_normal().string()},
+  nlohmann::json fingerprint = {{"store", fingerprint_path(o.store)},
+                                {"av", fingerprint_path(o.av)},
+                                {"ar", fingerprint_path(o.ar)},
                                 {"layer", layer},
                                 {"seed", o.seed},
                                 {"activations_per_step", o.activations_per_step},
                                 {"samples_per_activation", o.samples_per_activation}};
-  if (o.freeze_embeddings) fingerprint["freeze_embeddings"] = true;  // absent = false: older states still match
+  // Keys absent from states written before they existed mean the behaviour of that time
+  // (freeze_embeddings false, the token mean, k3), so those states still resume when the run
+  // asks for what they did (e.g. --loss-aggregation token).
+  if (o.freeze_embeddings) fingerprint["freeze_embeddings"] = true;
+  if (o.loss_aggregation != "token") fingerprint["loss_aggregation"] = o.loss_aggregation;
+  if (o.kl_estimator != "k3") fingerprint["kl_estimator"] = o.kl_estimator;
   return fingerprint;
 }
 
-void replace_directory(const fs::path& from, const fs::path& to) {
-  const fs::path old = to.string() + ".old";
+void replace_directory(const std::string& from, const std::string& to) {
+  const std::string old = to + ".old";
   fs::remove_all(old);
   if (fs::exists(to)) fs::rename(to, old);
   fs::rename(from, to);
@@ -256,8 +273,12 @@ Inputs validate(const GrpoOptions& o, const RoleLayout& layout) {
                   o.max_new_tokens);
   NLA_CHECK_INPUT(o.temperature > 0, "option 'temperature': expected > 0 (GRPO samples), got ", o.temperature);
   NLA_CHECK_INPUT(o.top_p > 0 && o.top_p <= 1, "option 'top-p': expected in (0, 1], got ", o.top_p);
-  NLA_CHECK_INPUT(o.rollout_batch >= 1 && o.score_batch >= 1 && o.train_batch >= 1 && o.ar_batch >= 1,
-                  "options 'rollout-batch', 'score-batch', 'train-batch', 'ar-batch': expected >= 1");
+  NLA_CHECK_INPUT(o.rollout_batch >= 1 && o.score_batch >= 1 && o.train_batch >= 1 && o.ar_micro_batch >= 1,
+                  "options 'rollout-batch', 'score-batch', 'train-batch', 'ar-micro-batch': expected >= 1");
+  NLA_CHECK_INPUT(o.ar_batch >= 0, "option 'ar-batch': expected 0 (every successful sample) or >= 1, got ",
+                  o.ar_batch);
+  parse_kl_estimator(o.kl_estimator);
+  parse_loss_aggregation(o.loss_aggregation);
   NLA_CHECK_INPUT(o.lr > 0 && o.ar_lr >= 0, "options 'lr' (> 0), 'ar-lr' (>= 0): got ", o.lr, ", ", o.ar_lr);
   NLA_CHECK_INPUT(o.clip_eps > 0 && o.clip_eps < 1, "option 'clip-eps': expected in (0, 1), got ", o.clip_eps);
   NLA_CHECK_INPUT(o.kl_coef >= 0, "option 'kl-coef': expected >= 0, got ", o.kl_coef);
@@ -266,15 +287,15 @@ Inputs validate(const GrpoOptions& o, const RoleLayout& layout) {
                   "options 'ar-refresh-every' (>= 0), 'ar-refresh-steps' (>= 1)");
   NLA_CHECK_INPUT(o.checkpoint_every >= 0, "option 'checkpoint-every': expected >= 0");
   NLA_CHECK_INPUT(o.sync_bucket_mb >= 1, "option 'sync-bucket-mb': expected >= 1");
-  dist::device_kind(o.device);  // the kind only: each rank picks its GPU later (collective)
+  dist::resolve_precision(o.precision, dist::device_kind(o.device));  // the kind only: each rank picks its GPU later
   signal_from_name(o.kill_signal, "kill-signal");
   const int64_t samples = o.activations_per_step * o.samples_per_activation;
   const int trainers = layout.size(Role::trainer);
   NLA_CHECK_INPUT(samples >= trainers, "activations-per-step x samples-per-activation = ", o.activations_per_step,
                   " x ", o.samples_per_activation, " = ", samples, " samples per step, fewer than the ", trainers,
                   " trainer ranks; expected at least one sample per trainer rank");
-  NLA_CHECK_INPUT(o.ar_refresh_every == 0 || o.ar_batch >= trainers, "option 'ar-batch': ", o.ar_batch,
-                  " pairs cannot feed ", trainers, " trainer ranks; expected >= ", trainers);
+  NLA_CHECK_INPUT(o.ar_refresh_every == 0 || o.ar_batch == 0 || o.ar_batch >= trainers, "option 'ar-batch': ",
+                  o.ar_batch, " pairs cannot feed ", trainers, " trainer ranks; expected 0 or >= ", trainers);
 
   Inputs in;
   store::ActivationStore acts(o.store);
@@ -344,8 +365,14 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
   const int kill_signal = signal_from_name(o.kill_signal, "kill-signal");
   const std::string tokenizer_dir = o.tokenizer.empty() ? o.av : o.tokenizer;
   const c10::Device device = dist::resolve_device(o.device);
-  model::LoadOptions load;
+  const auto compute_dtype = dist::resolve_precision(o.precision, device.type());
+  dist::use_deterministic_algorithms(o.deterministic, device.type());  // before the first cuBLAS call
+  model::LoadOptions load;  // fp32: the trainers' master weights and the reward AR
   load.device = device;
+  model::LoadOptions rollout_load = load;  // the AVs that generate: in the precision, as policy->gather() gives
+  rollout_load.dtype = compute_dtype;
+  dist::FsdpOptions fsdp;
+  fsdp.compute_dtype = compute_dtype;
   store::ActivationStore acts(o.store);
   auto tokenizer = tokenizer::Tokenizer::from_file(tokenizer_dir);
   const auto prompt = autoencoder::av_prompt(tokenizer, in.av_meta.actor_template);
@@ -359,18 +386,14 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
   std::unique_ptr<train::ShardedReconstructor> critic;
   std::unique_ptr<dist::ShardedAdamW> av_optimizer, ar_optimizer;
   if (is_trainer) {
-    policy = std::make_unique<train::ShardedVerbalizer>(autoencoder::load_av(o.av, load), groups.trainer);
+    policy = std::make_unique<train::ShardedVerbalizer>(autoencoder::load_av(o.av, load), groups.trainer, fsdp);
     if (o.freeze_embeddings) policy->sharded().freeze("embed");
-    reference = std::make_unique<train::ShardedVerbalizer>(autoencoder::load_av(o.av, load), groups.trainer);
-    critic = std::make_unique<train::ShardedReconstructor>(autoencoder::load_ar(o.ar, load), groups.trainer);
-    dist::AdamWOptions av_adam;
-    av_adam.lr = o.lr;
-    av_adam.weight_decay = o.weight_decay;
-    av_optimizer = std::make_unique<dist::ShardedAdamW>(policy->sharded(), av_adam);
-    dist::AdamWOptions ar_adam;
-    ar_adam.lr = std::max(o.ar_lr, 1e-12);
-    ar_adam.weight_decay = o.weight_decay;
-    ar_optimizer = std::make_unique<dist::ShardedAdamW>(critic->sharded(), ar_adam);
+    reference = std::make_unique<train::ShardedVerbalizer>(autoencoder::load_av(o.av, load), groups.trainer, fsdp);
+    critic = std::make_unique<train::ShardedReconstructor>(autoencoder::load_ar(o.ar, load), groups.trainer, fsdp);
+    // The SFT stages' optimizer configuration (betas 0.9, 0.95), as the authors use for RL too.
+    av_optimizer = std::make_unique<dist::ShardedAdamW>(policy->sharded(), train::nla_adamw(o.lr, o.weight_decay));
+    ar_optimizer = std::make_unique<dist::ShardedAdamW>(critic->sharded(),
+                                                        train::nla_adamw(std::max(o.ar_lr, 1e-12), o.weight_decay));
   }
   const train::NamedOptimizers optimizers = {{"av", av_optimizer.get()}, {"ar", ar_optimizer.get()}};
 
@@ -405,7 +428,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
   std::optional<autoencoder::Reconstructor> reward_ar;
   WeightStream av_stream, ar_stream;
   if (!layout.colocate) {
-    if (is_rollout) rollout_av = autoencoder::load_av(o.av, load);
+    if (is_rollout) rollout_av = autoencoder::load_av(o.av, rollout_load);
     if (is_reward) reward_ar = autoencoder::load_ar(o.ar, load);
     if (rank == 0) av_stream = WeightStream::sender(policy->sharded(), groups.av_sync, bucket_bytes);
     if (is_rollout) av_stream = WeightStream::receiver(rollout_av->named_parameters(), groups.av_sync, bucket_bytes);
@@ -443,16 +466,17 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
 
   auto checkpoint = [&](int64_t done_steps) {
     if (!is_trainer) return;
-    const fs::path out(o.out);
+    const std::string av_tmp = fs::join(o.out, "av.tmp");
+    const std::string ar_tmp = fs::join(o.out, "ar.tmp");
     run_on_root(groups.trainer.mpi_comm(), [&] {
-      fs::remove_all(out / "av.tmp");
-      fs::remove_all(out / "ar.tmp");
+      fs::remove_all(av_tmp);
+      fs::remove_all(ar_tmp);
     });
-    policy->save_checkpoint(in.av_meta, (out / "av.tmp").string(), tokenizer_dir);
-    critic->save_checkpoint(in.ar_meta, (out / "ar.tmp").string(), tokenizer_dir);
+    policy->save_checkpoint(in.av_meta, av_tmp, tokenizer_dir);
+    critic->save_checkpoint(in.ar_meta, ar_tmp, tokenizer_dir);
     run_on_root(groups.trainer.mpi_comm(), [&] {
-      replace_directory(out / "av.tmp", out / "av");
-      replace_directory(out / "ar.tmp", out / "ar");
+      replace_directory(av_tmp, fs::join(o.out, "av"));
+      replace_directory(ar_tmp, fs::join(o.out, "ar"));
     });
     train::TrainerState state;
     state.step = done_steps;
@@ -470,7 +494,9 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     const int64_t count = static_cast<int64_t>(rows.size()), total = count * k;
     nlohmann::json mine = nlohmann::json::array();
     if (is_rollout) {
-      autoencoder::Verbalizer verbalizer(*av, tokenizer, injection_scale, in.av_meta.actor_template);
+      // The failure rule sizes AR inputs with the critic template of the AR that scores them.
+      autoencoder::Verbalizer verbalizer(*av, tokenizer, injection_scale, in.av_meta.actor_template,
+                                         in.ar_meta.critic_template);
       autoencoder::VerbalizeOptions generation;
       generation.max_new_tokens = o.max_new_tokens;
       generation.temperature = o.temperature;
@@ -484,7 +510,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
         std::vector<int64_t> chunk_rows(rows.begin() + first, rows.begin() + first + size);
         auto result = verbalizer.verbalize(store::read_rows_tensor(store, in.layer, chunk_rows), chunk_rows, generation);
         for (size_t f = 0; f < result.size(); ++f)
-          mine.push_back({first * k + static_cast<int64_t>(f), result[f].tokens, result[f].description,
+          mine.push_back({first * k + static_cast<int64_t>(f), result[f].tokens, result[f].explanation,
                           result[f].failed});
       }
     }
@@ -494,7 +520,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
       for (const auto& record : nlohmann::json::parse(text)) {
         auto& s = batch.at(record.at(0).get<size_t>());
         s.tokens = record.at(1).get<std::vector<int64_t>>();
-        s.description = record.at(2).get<std::string>();
+        s.explanation = record.at(2).get<std::string>();
         s.failed = record.at(3).get<bool>();
         if (generated_tokens) *generated_tokens += static_cast<int64_t>(s.tokens.size());
         ++received;
@@ -510,7 +536,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     const int64_t total = static_cast<int64_t>(batch.size());
     nlohmann::json scored = nlohmann::json::array();
     if (is_reward) {
-      at::NoGradGuard no_grad;
+      c10::NoGradGuard no_grad;
       const int64_t chunks = (total + o.score_batch - 1) / o.score_batch;
       for (int64_t chunk : my_chunks(chunks, layout.index(rank, Role::reward), layout.size(Role::reward))) {
         std::vector<int64_t> indices, chunk_rows;
@@ -520,7 +546,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
           if (s.failed) continue;
           indices.push_back(i);
           chunk_rows.push_back(s.row);
-          descriptions.push_back(s.description);
+          descriptions.push_back(s.explanation);
         }
         if (indices.empty()) continue;
         auto predicted = reward_ar->forward(reward_ar->make_batch(tokenizer, descriptions, o.ar_max_tokens));  // (b, d)
@@ -556,7 +582,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     const auto eval_start = Clock::now();
     if (sft_eval_samples.empty()) {
       std::optional<model::Qwen2Model> sft_av;
-      if (is_rollout) sft_av = autoencoder::load_av(o.av, load);
+      if (is_rollout) sft_av = autoencoder::load_av(o.av, rollout_load);
       sft_eval_samples = generate(sft_av ? &*sft_av : nullptr, *eval_acts, eval_rows, eval_seed, "eval (SFT AV)", nullptr);
     }
     std::vector<Sample> sft = sft_eval_samples;
@@ -582,7 +608,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     NLA_CHECK(out.good(), eval_path, ": cannot be written");
     log_info("grpo: eval after step %lld on %zu activations of %s x %lld | reward %.4f (SFT AV %.4f, gain %.4f +- %.4f)"
              " | failed %.0f%% (SFT AV %.0f%%) | %s",
-             static_cast<long long>(done_steps), eval_rows.size(), fs::path(o.eval_store).filename().c_str(),
+             static_cast<long long>(done_steps), eval_rows.size(), fs::filename(o.eval_store).c_str(),
              static_cast<long long>(k), policy_stats.reward_mean,
              sft_stats.reward_mean, gain.mean, gain.standard_error, 100.0 * policy_stats.failure_rate(),
              100.0 * sft_stats.failure_rate(), format_duration(seconds_since(eval_start)).c_str());
@@ -590,7 +616,14 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
   if (eval_acts && start_step == 0) evaluate(0);
 
   // ---- step loop ------------------------------------------------------------------------
-  const size_t ar_buffer_capacity = static_cast<size_t>(o.ar_batch * o.ar_refresh_steps);
+  // ar-batch 0 keeps every successful pair since the last refresh; N keeps the freshest N per AR step.
+  const size_t ar_buffer_capacity =
+      o.ar_batch == 0 ? SIZE_MAX : static_cast<size_t>(o.ar_batch * o.ar_refresh_steps);
+  LossOptions loss_options;
+  loss_options.clip_eps = o.clip_eps;
+  loss_options.kl_coef = o.kl_coef;
+  loss_options.kl_estimator = parse_kl_estimator(o.kl_estimator);
+  loss_options.aggregation = parse_loss_aggregation(o.loss_aggregation);
   const auto loop_start = Clock::now();
   for (int64_t step = start_step; step < o.steps; ++step) {
     const auto step_start = Clock::now();
@@ -614,10 +647,15 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     AdvantageOptions advantage_options;
     advantage_options.scale_by_std = o.advantage_std;
     const auto advantages = group_advantages(rewards, k, advantage_options);
-    double global_tokens = 0;
-    for (const auto& s : batch) global_tokens += static_cast<double>(s.tokens.size());
+    double global_tokens = 0, global_sequences = 0;
+    for (const auto& s : batch) {
+      global_tokens += static_cast<double>(s.tokens.size());
+      global_sequences += s.tokens.empty() ? 0.0 : 1.0;
+    }
+    // The AV's loss is divided by the step's samples (sequence mean) or tokens (token mean).
+    const double loss_divisor = loss_units(loss_options.aggregation, global_tokens, global_sequences);
     for (const auto& s : batch)
-      if (!s.failed) ar_buffer.push_back({s.row, s.description});
+      if (!s.failed) ar_buffer.push_back({s.row, s.explanation});
     if (ar_buffer.size() > ar_buffer_capacity)
       ar_buffer.erase(ar_buffer.begin(), ar_buffer.end() - static_cast<int64_t>(ar_buffer_capacity));
     const bool refresh_ar = o.ar_refresh_every > 0 && (step + 1) % o.ar_refresh_every == 0 &&
@@ -654,43 +692,49 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
         micro.advantages = at::tensor(micro_advantages, at::kDouble).to(device);
         micros.push_back(std::move(micro));
       }
-      LossOptions loss_options;
-      loss_options.clip_eps = o.clip_eps;
-      loss_options.kl_coef = o.kl_coef;
       for (int64_t epoch = 0; epoch < o.ppo_epochs; ++epoch) {
         policy->sharded().zero_grad();
         for (auto& micro : micros) {
           policy->accumulate_gradients(micro.batch, [&](const at::Tensor& logprobs) {
             auto sums = grpo_loss_sums(logprobs, micro.old_logprobs, micro.ref_logprobs, micro.advantages,
                                        micro.batch.answer_mask, loss_options);
-            update_sums[0] += sums.loss.item<double>() / global_tokens;
+            update_sums[0] += sums.loss.item<double>() / loss_divisor;
             if (epoch == 0) update_sums[1] += sums.kl;
             update_sums[2] += sums.clipped;
-            return sums.loss / global_tokens;  // token mean over the global batch
+            return sums.loss / loss_divisor;  // the mean over the global batch's samples or tokens
           });
         }
         grad_norm = o.grad_clip > 0 ? policy->sharded().clip_grad_norm(o.grad_clip) : policy->sharded().grad_norm();
         av_optimizer->step(o.lr);
       }
       if (refresh_ar) {
-        // Refresh step r trains on global batch r of the freshest pairs (newest first).
+        // Refresh step r trains on global batch r of the pairs, newest first: every pair with
+        // ar-batch 0 (the authors'), else the freshest ar-batch. Each trainer rank takes its
+        // block in micro-batches of at most ar-micro-batch rows, the same count on every rank
+        // (each a collective with >= 1 row), gradients accumulated into one AR step.
         const int64_t pool = static_cast<int64_t>(ar_buffer.size());
-        const int64_t global = std::min(o.ar_batch, pool);
+        const int64_t global = o.ar_batch == 0 ? pool : std::min(o.ar_batch, pool);
+        const int64_t largest = (global + trainers - 1) / trainers, smallest = global / trainers;
+        const int64_t ar_micros = std::min((largest + o.ar_micro_batch - 1) / o.ar_micro_batch, smallest);
         for (int64_t r = 0; r < o.ar_refresh_steps; ++r) {
           const auto [first, last] = my_block(global, index, trainers);
-          std::vector<int64_t> pair_rows;
-          std::vector<std::string> descriptions;
-          for (int64_t q = first; q < last; ++q) {
-            const auto& pair = ar_buffer[static_cast<size_t>(pool - 1 - (r * global + q) % pool)];
-            pair_rows.push_back(pair.row);
-            descriptions.push_back(pair.description);
-          }
           critic->sharded().zero_grad();
-          auto errors = critic->accumulate_gradients(
-              make_ar_batch(tokenizer, descriptions, critic->critic_template(), o.ar_max_tokens, device),
-              store::read_rows_tensor(acts, in.layer, pair_rows).to(device), 1.0 / static_cast<double>(global));
-          update_sums[3] += errors.to(at::kDouble).sum().item<double>();
-          update_sums[4] += static_cast<double>(pair_rows.size());
+          for (int64_t m = 0; m < ar_micros; ++m) {
+            const auto [micro_first, micro_last] =
+                my_block(last - first, static_cast<int>(m), static_cast<int>(ar_micros));
+            std::vector<int64_t> pair_rows;
+            std::vector<std::string> explanations;
+            for (int64_t q = first + micro_first; q < first + micro_last; ++q) {
+              const auto& pair = ar_buffer[static_cast<size_t>(pool - 1 - (r * global + q) % pool)];
+              pair_rows.push_back(pair.row);
+              explanations.push_back(pair.explanation);
+            }
+            auto errors = critic->accumulate_gradients(
+                make_ar_batch(tokenizer, explanations, critic->critic_template(), o.ar_max_tokens, device),
+                store::read_rows_tensor(acts, in.layer, pair_rows).to(device), 1.0 / static_cast<double>(global));
+            update_sums[3] += errors.to(at::kDouble).sum().item<double>();
+            update_sums[4] += static_cast<double>(pair_rows.size());
+          }
           if (o.grad_clip > 0) critic->sharded().clip_grad_norm(o.grad_clip);
           ar_optimizer->step(o.ar_lr);
         }
@@ -720,6 +764,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
           {"grad_norm", grad_norm},
           {"ar_refreshed", refresh_ar},
           {"ar_mse_nrm", refresh_ar && sums[4] > 0 ? nlohmann::json(sums[3] / sums[4]) : nlohmann::json()},
+          {"ar_pairs", refresh_ar ? sums[4] / static_cast<double>(o.ar_refresh_steps) : 0.0},  // per AR step
           {"rollout_tokens_per_s", static_cast<double>(generated_tokens) / std::max(generate_s, 1e-9)},
           {"seconds", {{"generate", generate_s}, {"score", score_s}, {"update", update_s}, {"sync", sync_s},
                        {"step", step_s}}}});

@@ -26,6 +26,18 @@ std::vector<double> group_advantages(const std::vector<double>& rewards, int64_t
   return advantages;
 }
 
+KlEstimator parse_kl_estimator(const std::string& name) {
+  if (name == "k3") return KlEstimator::k3;
+  if (name == "k1") return KlEstimator::k1;
+  NLA_INPUT_ERROR("option 'kl-estimator': expected k1 or k3, got '", name, "'");
+}
+
+LossAggregation parse_loss_aggregation(const std::string& name) {
+  if (name == "sequence") return LossAggregation::sequence;
+  if (name == "token") return LossAggregation::token;
+  NLA_INPUT_ERROR("option 'loss-aggregation': expected sequence or token, got '", name, "'");
+}
+
 LossSums grpo_loss_sums(const at::Tensor& logprobs, const at::Tensor& old_logprobs, const at::Tensor& ref_logprobs,
                         const at::Tensor& advantages, const at::Tensor& mask, const LossOptions& options) {
   NLA_CHECK(logprobs.dim() == 2 && old_logprobs.sizes() == logprobs.sizes() && ref_logprobs.sizes() == logprobs.sizes() &&
@@ -43,11 +55,17 @@ LossSums grpo_loss_sums(const at::Tensor& logprobs, const at::Tensor& old_logpro
   at::Tensor surrogate = at::minimum(unclipped, clipped);                    // (B, A)
   at::Tensor log_ref_over_p = ref - logp;                                    // (B, A)
   at::Tensor k3 = at::exp(log_ref_over_p) - log_ref_over_p - 1.0;            // (B, A)
+  at::Tensor kl = options.kl_estimator == KlEstimator::k3 ? k3 : -log_ref_over_p;  // (B, A)
+  at::Tensor row_tokens = weight.sum(1, /*keepdim=*/true);                   // (B, 1)
+  // sequence: each row's tokens weigh 1 / its token count, so a row adds its mean loss_t.
+  at::Tensor loss_weight =
+      options.aggregation == LossAggregation::token ? weight : weight / at::clamp_min(row_tokens, 1.0);  // (B, A)
   LossSums sums;
-  sums.loss = ((-surrogate + options.kl_coef * k3) * weight).sum();
+  sums.loss = ((-surrogate + options.kl_coef * kl) * loss_weight).sum();
   sums.kl = (k3.detach() * weight).sum().item<double>();
   sums.clipped = ((clipped.detach() < unclipped.detach()).to(dtype) * weight).sum().item<double>();
   sums.tokens = weight.sum().item<double>();
+  sums.sequences = (row_tokens > 0).sum().item<double>();
   return sums;
 }
 

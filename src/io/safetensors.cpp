@@ -11,12 +11,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
 
@@ -297,7 +297,6 @@ std::vector<std::string> write_checkpoint(const std::string& directory, const st
 // ---- checkpoints -----------------------------------------------------------------------
 
 CheckpointReader::CheckpointReader(const std::string& directory) : directory_(directory) {
-  namespace fs = std::filesystem;
   NLA_CHECK_INPUT(fs::is_directory(directory), directory, ": not a checkpoint directory");
   std::string index_path = directory + "/model.safetensors.index.json";
   if (fs::exists(index_path)) {

@@ -1,11 +1,11 @@
 // config.json of Qwen2ForCausalLM: parsing, validation, writing, presets.
 #include "nla/model/qwen2_config.hpp"
 
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 
 namespace nla::model {
 
@@ -106,7 +106,7 @@ Qwen2Config Qwen2Config::from_json_text(const std::string& text, const std::stri
 }
 
 Qwen2Config Qwen2Config::from_file(const std::string& path) {
-  std::string file = std::filesystem::is_directory(path) ? path + "/config.json" : path;
+  std::string file = fs::is_directory(path) ? path + "/config.json" : path;
   return from_json_text(read_file(file), file);
 }
 

@@ -4,9 +4,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cstring>
-#include <filesystem>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/io/safetensors.hpp"
 #include "nla/model/qwen2.hpp"
@@ -127,7 +127,7 @@ Qwen2Model Qwen2Model::load(const std::string& directory, const LoadOptions& opt
   for (auto& slot : qwen2_parameter_slots(weights, config, num_layers, options.with_head)) {
     auto entry = reader.find(slot.hf_name);
     if (!entry.file) {
-      bool sharded = std::filesystem::exists(index_path);
+      bool sharded = fs::exists(index_path);
       NLA_INPUT_ERROR(sharded ? index_path : directory + "/model.safetensors", ": missing tensor '", slot.hf_name,
                       "'");
     }

@@ -5,17 +5,15 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
-#include <filesystem>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/io/safetensors.hpp"
 #include "nla/model/qwen2_config.hpp"
 #include "nla/nla/prompts.hpp"
 
 namespace nla::autoencoder {
-
-namespace fs = std::filesystem;
 
 NlaMeta NlaMeta::defaults(const std::string& role, int64_t d_model, int64_t layer, double injection_scale) {
   NlaMeta meta;
@@ -107,8 +105,11 @@ NlaMeta NlaMeta::from_yaml(const std::string& text, const std::string& source) {
   NLA_CHECK_INPUT(meta.schema_version == 2, source, ": key 'schema_version': expected 2, got ", meta.schema_version);
   meta.kind = field<std::string>(root, source, {"kind"}, false, "");
   meta.role = field<std::string>(root, source, {"role"}, true, "");
-  NLA_CHECK_INPUT(meta.role == "av" || meta.role == "ar", source, ": key 'role': expected av or ar, got '", meta.role,
-                  "'");
+  // The authors' training-time sidecars name the roles by their RL names.
+  if (meta.role == "actor") meta.role = "av";
+  if (meta.role == "critic") meta.role = "ar";
+  NLA_CHECK_INPUT(meta.role == "av" || meta.role == "ar", source,
+                  ": key 'role': expected av, ar, actor or critic, got '", meta.role, "'");
   meta.d_model = field<int64_t>(root, source, {"d_model"}, true, 0);
   NLA_CHECK_INPUT(meta.d_model > 0, source, ": key 'd_model': expected > 0, got ", meta.d_model);
   meta.injection_scale = field<double>(root, source, {"extraction", "injection_scale"}, false, 0.0);
@@ -126,7 +127,16 @@ NlaMeta NlaMeta::from_yaml(const std::string& text, const std::string& source) {
       field<std::vector<int64_t>>(root, source, {"tokens", "critic_suffix_ids"}, false, kCriticSuffixIds);
   meta.actor_template = field<std::string>(root, source, {"prompt_templates", "actor"}, false, kActorTemplate);
   meta.critic_template = field<std::string>(root, source, {"prompt_templates", "critic"}, false, kCriticTemplate);
-  meta.extraction_layer_index = field<int64_t>(root, source, {"critic", "extraction_layer_index"}, false, -1);
+  // critic.extraction_layer_index as released; the training-time form puts it at the top level.
+  // Both templates must fill as the authors' loader fills them; say so now, not at first use.
+  try {
+    av_user_text(meta.actor_template);
+    ar_input_text("", meta.critic_template);
+  } catch (const InputError& e) {
+    NLA_INPUT_ERROR(source, ": ", e.what());
+  }
+  meta.extraction_layer_index = field<int64_t>(root, source, {"critic", "extraction_layer_index"}, false,
+                                               field<int64_t>(root, source, {"extraction_layer_index"}, false, -1));
   meta.base_model = field<std::string>(root, source, {"nla", "base_model"}, false, "");
   return meta;
 }
@@ -150,11 +160,12 @@ void write_common(model::Qwen2Model& model, const NlaMeta& meta, const std::stri
   config.torch_dtype = "float32";
   write_file_atomic(directory + "/config.json", config.to_json_text());
   model::save_weights(model, directory, at::kFloat, uint64_t{4} << 30);
-  fs::path source = tokenizer_dir;
-  if (fs::is_regular_file(source)) source = source.parent_path();
+  std::string source = tokenizer_dir;
+  if (fs::is_regular_file(source)) source = fs::parent(source);
   for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
-    if (fs::exists(source / name) && fs::absolute(source) != fs::absolute(directory))
-      write_file_atomic(directory + "/" + name, read_file((source / name).string()));
+    const std::string source_file = fs::join(source, name);
+    if (fs::exists(source_file) && fs::absolute(source) != fs::absolute(directory))
+      write_file_atomic(directory + "/" + name, read_file(source_file));
   }
 }
 

@@ -12,24 +12,50 @@ const char* const kActorTemplate =
     "language model. Your overall task is to describe the semantic content of that activation vector.\n\n"
     "We will pass the vector enclosed in <concept> tags into your context. You must then produce an explanation "
     "for the vector, enclosed within <explanation> tags. The explanation consists of 2-3 text snippets describing "
-    "that vector.\n\nHere is the vector:\n\n<concept>{marker}</concept>\n\nPlease provide an explanation.";
+    "that vector.\n\nHere is the vector:\n\n<concept>{injection_char}</concept>\n\nPlease provide an explanation.";
 
-const char* const kCriticTemplate = "Summary of the following text: <text>{description}</text> <summary>";
+const char* const kCriticTemplate = "Summary of the following text: <text>{explanation}</text> <summary>";
 
 namespace {
 
-// Replaces the one occurrence of `key`; InputError when it is missing (a template that cannot
-// hold the marker or the description is unusable).
-std::string fill(const std::string& text, const std::string& key, const std::string& value, const char* what) {
-  auto at = text.find(key);
-  NLA_CHECK_INPUT(at != std::string::npos, what, ": expected the placeholder ", key, " in '", text, "'");
-  return text.substr(0, at) + value + text.substr(at + key.size());
+// Python's str.format with one keyword, as the authors' loader applies it
+// (`actor_template.format(injection_char=...)`): every `{name}` whose name is `key` (or a
+// legacy alias nla wrote before 2026-12: `{marker}`, `{description}`) takes `value`, `{{` and
+// `}}` are literal braces, and any other field is an error (Python raises KeyError there).
+// InputError when the placeholder is missing: such a template cannot hold its input.
+std::string format_template(const std::string& text, const std::string& key, const std::string& legacy_key,
+                            const std::string& value, const char* what) {
+  std::string out;
+  bool filled = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if ((c == '{' || c == '}') && i + 1 < text.size() && text[i + 1] == c) {
+      out += c;  // an escaped brace
+      ++i;
+      continue;
+    }
+    NLA_CHECK_INPUT(c != '}', what, ": unmatched '}' at offset ", i, " in '", text, "'");
+    if (c != '{') {
+      out += c;
+      continue;
+    }
+    const size_t close = text.find('}', i + 1);
+    NLA_CHECK_INPUT(close != std::string::npos, what, ": unmatched '{' at offset ", i, " in '", text, "'");
+    const std::string name = text.substr(i + 1, close - i - 1);
+    NLA_CHECK_INPUT(name == key || name == legacy_key, what, ": unexpected placeholder {", name,
+                    "}; expected {", key, "} in '", text, "'");
+    out += value;
+    filled = true;
+    i = close;
+  }
+  NLA_CHECK_INPUT(filled, what, ": expected the placeholder {", key, "} in '", text, "'");
+  return out;
 }
 
 }  // namespace
 
 std::string av_user_text(const std::string& actor_template) {
-  return fill(actor_template, "{marker}", kInjectionChar, "prompt_templates.actor");
+  return format_template(actor_template, "injection_char", "marker", kInjectionChar, "prompt_templates.actor");
 }
 
 AvPrompt av_prompt(const tokenizer::Tokenizer& tokenizer, const std::string& actor_template) {
@@ -58,8 +84,8 @@ at::Tensor injection_vectors(const at::Tensor& h, double injection_scale) {
   return x * (injection_scale / x.norm(2, {-1}, /*keepdim=*/true));  // (N, d)
 }
 
-std::string ar_input_text(const std::string& description, const std::string& critic_template) {
-  return fill(critic_template, "{description}", description, "prompt_templates.critic");
+std::string ar_input_text(const std::string& explanation, const std::string& critic_template) {
+  return format_template(critic_template, "explanation", "description", explanation, "prompt_templates.critic");
 }
 
 std::vector<tokenizer::TokenId> ar_input_ids(const tokenizer::Tokenizer& tokenizer, const std::string& description,

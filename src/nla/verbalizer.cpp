@@ -16,14 +16,39 @@
 
 namespace nla::autoencoder {
 
-std::string parse_answer(const std::string& text) {
-  const std::string open = "<explanation>", close = "</explanation>";
-  size_t begin = text.find(open);
+namespace {
+
+std::string strip(const std::string& text) {
+  const char* space = " \t\r\n";
+  const size_t begin = text.find_first_not_of(space);
   if (begin == std::string::npos) return "";
-  if (text.find_first_not_of(" \t\r\n") != begin) return "";  // text before the tag: not the format
-  size_t end = text.find(close, begin + open.size());
-  if (end == std::string::npos) return "";
-  return text.substr(begin, end + close.size() - begin);
+  return text.substr(begin, text.find_last_not_of(space) - begin + 1);
+}
+
+}  // namespace
+
+std::optional<ParsedAnswer> parse_answer(const std::string& text) {
+  const std::string open = "<explanation>", close = "</explanation>";
+  const size_t begin = text.find(open);
+  if (begin == std::string::npos) return std::nullopt;
+  const size_t end = text.find(close, begin + open.size());
+  if (end == std::string::npos) return std::nullopt;
+  return ParsedAnswer{text.substr(begin, end + close.size() - begin),
+                      strip(text.substr(begin + open.size(), end - begin - open.size()))};
+}
+
+std::string explanation_text(const std::string& description) {
+  auto parsed = parse_answer(description);
+  return parsed ? parsed->explanation : strip(description);
+}
+
+std::string failure_of(const std::optional<ParsedAnswer>& parsed, bool stopped, const tokenizer::Tokenizer& tokenizer,
+                       const std::string& critic_template) {
+  if (!parsed) return kFailNoClosedTag;
+  if (!stopped) return kFailTruncated;
+  const auto ids = ar_input_ids(tokenizer, parsed->explanation, critic_template);
+  if (static_cast<int64_t>(ids.size()) > kMaxArInputTokens) return kFailArInputTooLong;
+  return "";
 }
 
 std::vector<int64_t> answer_ids(const tokenizer::Tokenizer& tokenizer, const std::string& description) {
@@ -34,8 +59,8 @@ std::vector<int64_t> answer_ids(const tokenizer::Tokenizer& tokenizer, const std
 }
 
 Verbalizer::Verbalizer(const model::Qwen2Model& model, const tokenizer::Tokenizer& tokenizer, double injection_scale,
-                       const std::string& actor_template)
-    : model_(model), tokenizer_(tokenizer), injection_scale_(injection_scale) {
+                       const std::string& actor_template, const std::string& critic_template)
+    : model_(model), tokenizer_(tokenizer), injection_scale_(injection_scale), critic_template_(critic_template) {
   NLA_CHECK_INPUT(model.has_head(), "the AV needs the full model with its LM head");
   NLA_CHECK_INPUT(injection_scale > 0, "injection_scale: expected > 0, got ", injection_scale);
   prompt_ = av_prompt(tokenizer, actor_template);
@@ -95,8 +120,14 @@ std::vector<Verbalization> Verbalizer::verbalize(const at::Tensor& activations, 
       for (int64_t id : v.tokens)
         if (id != kImEndTokenId && id != kEndOfTextTokenId) text_ids.push_back(static_cast<tokenizer::TokenId>(id));
       v.text = tokenizer_.decode(text_ids);
-      v.description = parse_answer(v.text);
-      v.failed = v.description.empty();
+      const bool stopped = !v.tokens.empty() && (v.tokens.back() == kImEndTokenId || v.tokens.back() == kEndOfTextTokenId);
+      const auto parsed = parse_answer(v.text);
+      v.failure = failure_of(parsed, stopped, tokenizer_, critic_template_);
+      v.failed = !v.failure.empty();
+      if (!v.failed) {
+        v.description = parsed->answer;
+        v.explanation = parsed->explanation;
+      }
     }
   }
   return out;
@@ -105,8 +136,14 @@ std::vector<Verbalization> Verbalizer::verbalize(const at::Tensor& activations, 
 namespace {
 
 nlohmann::json to_json(const Verbalization& v) {
-  return {{"id", v.sample_id}, {"j", v.sample_index}, {"tokens", v.tokens},
-          {"text", v.text},    {"description", v.description}, {"failed", v.failed}};
+  return {{"id", v.sample_id},
+          {"j", v.sample_index},
+          {"tokens", v.tokens},
+          {"text", v.text},
+          {"description", v.description},
+          {"explanation", v.explanation},
+          {"failed", v.failed},
+          {"failure", v.failure}};
 }
 
 Verbalization from_json(const nlohmann::json& record) {
@@ -116,7 +153,9 @@ Verbalization from_json(const nlohmann::json& record) {
   v.tokens = record.at("tokens").get<std::vector<int64_t>>();
   v.text = record.at("text").get<std::string>();
   v.description = record.at("description").get<std::string>();
+  v.explanation = record.at("explanation").get<std::string>();
   v.failed = record.at("failed").get<bool>();
+  v.failure = record.at("failure").get<std::string>();
   return v;
 }
 

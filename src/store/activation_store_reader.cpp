@@ -1,9 +1,9 @@
 // Read access to a finished activation store, from any rank, without collectives.
 #include <algorithm>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/store/activation_store.hpp"
 
 namespace nla::store {
@@ -27,6 +27,10 @@ StoreHeader read_store_header(hid_t file, const std::string& path) {
   header.model_config = read_string_attribute(file, "model_config");
   header.tokenizer_sha256 = read_string_attribute(file, "tokenizer_sha256");
   header.created_by = read_string_attribute(file, "created_by");
+  // Stores written before the device policy lack these three (an empty string then).
+  for (auto [name, field] : {std::pair{"device", &header.device}, std::pair{"device_name", &header.device_name},
+                             std::pair{"precision", &header.precision}})
+    if (attribute_exists(file, name)) *field = read_string_attribute(file, name);
   header.seed = read_int_attribute(file, "seed");
   header.positions_per_doc = read_int_attribute(file, "positions_per_doc");
   header.hidden_size = read_int_attribute(file, "hidden_size");
@@ -42,8 +46,8 @@ StoreHeader read_store_header(hid_t file, const std::string& path) {
 
 ActivationStore::ActivationStore(const std::string& path) : path_(path) {
   silence_hdf5_errors();
-  if (!std::filesystem::exists(path_)) {
-    NLA_CHECK_INPUT(!std::filesystem::exists(path_ + ".partial"), path_,
+  if (!fs::exists(path_)) {
+    NLA_CHECK_INPUT(!fs::exists(path_ + ".partial"), path_,
                     ": not finished (", path_, ".partial exists: rerun the same nla extract to resume)");
     NLA_INPUT_ERROR(path_, ": no such file");
   }

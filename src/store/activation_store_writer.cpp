@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/world.hpp"
 #include "nla/store/activation_store.hpp"
 
@@ -32,6 +32,9 @@ void write_header(hid_t file, const StoreHeader& header) {
   write_attribute(file, "model_config", header.model_config);
   write_attribute(file, "tokenizer_sha256", header.tokenizer_sha256);
   write_attribute(file, "created_by", header.created_by);
+  write_attribute(file, "device", header.device);
+  write_attribute(file, "device_name", header.device_name);
+  write_attribute(file, "precision", header.precision);
   write_attribute(file, "seed", header.seed);
   write_attribute(file, "positions_per_doc", header.positions_per_doc);
   write_attribute(file, "hidden_size", header.hidden_size);
@@ -40,8 +43,9 @@ void write_header(hid_t file, const StoreHeader& header) {
   write_attribute(file, "complete", int64_t{0});
 }
 
-// What must agree for a resumed run to continue a partial file (created_by may differ:
-// the same extraction may be resumed with other launcher or logging options).
+// What must agree for a resumed run to continue a partial file (created_by and the device
+// may differ: the same extraction may be resumed with other launcher or logging options, or
+// on other hardware; the precision may not, or the rows would mix fp32 and bf16 forwards).
 std::string resume_key(const StoreHeader& header) {
   return nlohmann::json{{"model", header.model},
                         {"model_config", header.model_config},
@@ -50,7 +54,8 @@ std::string resume_key(const StoreHeader& header) {
                         {"positions_per_doc", header.positions_per_doc},
                         {"hidden_size", header.hidden_size},
                         {"layers", header.layers},
-                        {"skipped", header.skipped}}
+                        {"skipped", header.skipped},
+                        {"precision", header.precision}}
       .dump();
 }
 
@@ -156,18 +161,18 @@ ActivationStoreWriter::ActivationStoreWriter(std::string path, StoreHeader heade
   // Resume when a partial file of the same extraction exists; else lay out a new one.
   int partial_exists = 0;
   run_on_root(comm_, [&] {
-    partial_exists = std::filesystem::exists(partial_path_) ? 1 : 0;
+    partial_exists = fs::exists(partial_path_) ? 1 : 0;
     if (!partial_exists) return;
     H5Handle file(H5Fopen(partial_path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
     if (!file.valid()) {
       // Killed before the layout was complete: nothing to keep.
-      std::filesystem::remove(partial_path_);
+      fs::remove(partial_path_);
       partial_exists = 0;
       return;
     }
     StoreHeader existing = read_store_header(file, partial_path_);
     NLA_CHECK_INPUT(resume_key(existing) == resume_key(header_), partial_path_,
-                    ": a partial store of a different extraction (model, layers, seed, positions or corpus "
+                    ": a partial store of a different extraction (model, layers, seed, positions, corpus or precision "
                     "differ); remove it or use another --out");
     NLA_CHECK_INPUT(read_int_attribute(file, "n_samples_planned") == n_samples_, partial_path_,
                     ": attribute 'n_samples_planned': expected ", n_samples_, " for this corpus");
@@ -198,7 +203,7 @@ void ActivationStoreWriter::create_layout(const std::vector<StoreDocument>& my_d
     std::sort(documents.begin(), documents.end(),
               [](const StoreDocument& a, const StoreDocument& b) { return a.index < b.index; });
 
-    std::filesystem::remove(partial_path_);
+    fs::remove(partial_path_);
     H5Handle file(NLA_CHECK_H5(H5Fcreate(partial_path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT)));
     write_header(file, header_);
     write_attribute(file, "n_samples_planned", n_samples_);
@@ -318,7 +323,7 @@ void ActivationStoreWriter::finish() {
     H5Handle serial(NLA_CHECK_H5(H5Fopen(partial_path_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)));
     write_attribute(serial, "complete", int64_t{1});
     serial.close();
-    std::filesystem::rename(partial_path_, path_);
+    fs::rename(partial_path_, path_);
   });
 }
 

@@ -3,12 +3,12 @@
 #include "nla/tokenizer/tokenizer.hpp"
 
 #include <atomic>
-#include <filesystem>
 
 #include "byte_level.hpp"
 #include "model.hpp"
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "sha256.hpp"
 #include "utf8.hpp"
 
@@ -35,7 +35,7 @@ uint64_t next_instance() {
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
   std::string file = path;
-  if (std::filesystem::is_directory(path)) file = (std::filesystem::path(path) / "tokenizer.json").string();
+  if (fs::is_directory(path)) file = fs::join(path, "tokenizer.json");
   auto impl = std::make_shared<Impl>();
   impl->path = file;
   std::string bytes = read_file(file);

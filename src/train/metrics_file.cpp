@@ -3,15 +3,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
 #include <fstream>
 
 #include "nla/core/atomic_file.hpp"
+#include "nla/core/fs.hpp"
 
 namespace nla::train {
 
 void truncate_metrics(const std::string& path, int64_t step) {
-  if (!std::filesystem::exists(path)) return;
+  if (!fs::exists(path)) return;
   std::ifstream in(path);
   std::string line, kept;
   while (std::getline(in, line)) {

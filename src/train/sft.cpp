@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -16,6 +15,7 @@
 #include <sstream>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/seeding.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
@@ -23,7 +23,7 @@
 #include "nla/core/world.hpp"
 #include "nla/dist/adamw.hpp"
 #include "nla/dist/communicator.hpp"
-#include "nla/dist/device.hpp"            // defines: device_kind, resolve_device
+#include "nla/dist/device.hpp"            // defines: device_kind, resolve_device, resolve_precision
 #include "nla/nla/checkpoint.hpp"
 #include "nla/nla/losses.hpp"
 #include "nla/nla/prompts.hpp"
@@ -51,13 +51,6 @@ std::vector<int64_t> share_of(const std::vector<int64_t>& rows, int rank, int si
 // Part m of n near-equal parts of `rows`.
 std::vector<int64_t> part_of(const std::vector<int64_t>& rows, int64_t m, int64_t n) {
   return share_of(rows, static_cast<int>(m), static_cast<int>(n));
-}
-
-c10::ScalarType resolve_precision(const std::string& precision, c10::DeviceType device) {
-  if (precision == "fp32") return at::kFloat;
-  if (precision == "bf16") return at::kBFloat16;
-  NLA_CHECK_INPUT(precision == "auto", "option 'precision': expected auto, fp32 or bf16, got '", precision, "'");
-  return device == c10::DeviceType::CUDA ? at::kBFloat16 : at::kFloat;
 }
 
 }  // namespace
@@ -155,7 +148,6 @@ struct SftTask {
 
 SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const dist::Communicator& comm,
                   const std::string& checkpoint, const StopSignals& stop) {
-  namespace fs = std::filesystem;
   const bool root = comm.rank() == 0;
   SftResult result;
   result.var_nrm = data.var_nrm;
@@ -282,6 +274,13 @@ SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const
 
 std::string tokenizer_dir(const SftOptions& o) { return o.tokenizer.empty() ? o.model : o.tokenizer; }
 
+// The AV's loss aggregation: true for the sequence mean (the authors'), false for the token mean.
+bool sequence_mean_aggregation(const std::string& name) {
+  if (name == "sequence") return true;
+  NLA_CHECK_INPUT(name == "token", "option 'loss-aggregation': expected sequence or token, got '", name, "'");
+  return false;
+}
+
 }  // namespace
 
 // Rank 0 checks the inputs (a problem is raised on every rank as one message), then the
@@ -290,7 +289,8 @@ SftInputs check_sft_inputs(const SftOptions& o, const char* command) {
   auto data = std::make_shared<SftData>();
   run_on_root(MPI_COMM_WORLD, [&] {
     *data = load_data(o, command);
-    resolve_precision(o.precision, dist::device_kind(o.device));  // the kind only: no GPU chosen here
+    dist::resolve_precision(o.precision, dist::device_kind(o.device));  // the kind only: no GPU chosen here
+    sequence_mean_aggregation(o.loss_aggregation);
     signal_from_name(o.kill_signal, "kill-signal");
     auto config = model::Qwen2Config::from_file(o.model);
     NLA_CHECK_INPUT(config.hidden_size == data->acts->hidden_size(), o.store, ": hidden_size ",
@@ -360,7 +360,8 @@ SftResult train_ar(const SftOptions& o, const SftInputs& inputs) {
   const auto comm = dist::Communicator::world();
   const SftData& data = checked_data(inputs, "train-ar");
   const c10::Device device = dist::resolve_device(o.device);
-  const auto compute_dtype = resolve_precision(o.precision, device.type());
+  const auto compute_dtype = dist::resolve_precision(o.precision, device.type());
+  dist::use_deterministic_algorithms(o.deterministic, device.type());  // before the first cuBLAS call
   auto tokenizer = tokenizer::Tokenizer::from_file(tokenizer_dir(o));
   model::LoadOptions load;
   load.device = device;
@@ -369,16 +370,13 @@ SftResult train_ar(const SftOptions& o, const SftInputs& inputs) {
   fsdp.per_block = o.per_block;
   fsdp.compute_dtype = compute_dtype;
   ar = std::make_unique<ShardedReconstructor>(autoencoder::Reconstructor::from_base(o.model, o.layer, load), comm, fsdp);
-  dist::AdamWOptions adamw;
-  adamw.lr = o.lr_max;
-  adamw.beta1 = 0.9;
-  adamw.beta2 = 0.95;
-  adamw.weight_decay = o.weight_decay;
-  dist::ShardedAdamW optimizer(ar->sharded(), adamw);
+  dist::ShardedAdamW optimizer(ar->sharded(), nla_adamw(o.lr_max, o.weight_decay));
 
   auto pick = [&](const std::vector<int64_t>& rows) {
     std::vector<std::string> out;
-    for (int64_t row : rows) out.push_back(data.descriptions[static_cast<size_t>(row)]);
+    // Gold descriptions are stored as answers (tags kept, what the AV learns to write); the
+    // AR reads the bare explanation, as it will in GRPO and eval.
+    for (int64_t row : rows) out.push_back(autoencoder::explanation_text(data.descriptions[static_cast<size_t>(row)]));
     return out;
   };
   auto batch_of = [&](const std::vector<int64_t>& rows) {
@@ -445,7 +443,8 @@ SftResult train_av(const SftOptions& o, const SftInputs& inputs) {
   const auto comm = dist::Communicator::world();
   const SftData& data = checked_data(inputs, "train-av");
   const c10::Device device = dist::resolve_device(o.device);
-  const auto compute_dtype = resolve_precision(o.precision, device.type());
+  const auto compute_dtype = dist::resolve_precision(o.precision, device.type());
+  dist::use_deterministic_algorithms(o.deterministic, device.type());  // before the first cuBLAS call
   auto tokenizer = tokenizer::Tokenizer::from_file(tokenizer_dir(o));
   const auto prompt = autoencoder::av_prompt(tokenizer);
 
@@ -467,12 +466,7 @@ SftResult train_av(const SftOptions& o, const SftInputs& inputs) {
   fsdp.compute_dtype = compute_dtype;
   ShardedVerbalizer av(model::Qwen2Model::load(o.model, load), comm, fsdp);
   if (o.freeze_embeddings) av.sharded().freeze("embed");
-  dist::AdamWOptions adamw;
-  adamw.lr = o.lr_max;
-  adamw.beta1 = 0.9;
-  adamw.beta2 = 0.95;
-  adamw.weight_decay = o.weight_decay;
-  dist::ShardedAdamW optimizer(av.sharded(), adamw);
+  dist::ShardedAdamW optimizer(av.sharded(), nla_adamw(o.lr_max, o.weight_decay));
 
   // The answers of `rows` with the activations of `vector_rows` (the same rows but in
   // the shuffled-vector validation).
@@ -495,13 +489,18 @@ SftResult train_av(const SftOptions& o, const SftInputs& inputs) {
     return n;
   };
 
+  const bool sequence_mean = sequence_mean_aggregation(o.loss_aggregation);
   SftTask task;
   task.command = "train-av";
   task.sharded = &av.sharded();
   task.optimizer = &optimizer;
-  task.weight = tokens_of;
+  // The step's loss is divided by its answers (sequence mean) or by its answer tokens.
+  task.weight = [&](const std::vector<int64_t>& rows) {
+    return sequence_mean ? static_cast<double>(rows.size()) : tokens_of(rows);
+  };
   task.accumulate = [&](const std::vector<int64_t>& rows, double scale) {
-    auto per_row = av.accumulate_sft_gradients(batch_of(rows), scale);  // (R, 2): summed NLL, tokens
+    // (R, 2): each row's NLL (summed, or its token mean) and its tokens
+    auto per_row = av.accumulate_sft_gradients(batch_of(rows), scale, sequence_mean);
     return std::make_pair(per_row.select(1, 0).sum().item<double>(), per_row.select(1, 1).sum().item<double>());
   };
   task.evaluate = [&](int64_t step) {

@@ -4,7 +4,6 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <filesystem>
 
 #include "nla/core/error.hpp"
 #include "nla/core/world.hpp"
@@ -169,11 +168,13 @@ double ShardedVerbalizer::accumulate_gradients(const AvBatch& batch, const Logpr
   return loss.item<double>();
 }
 
-at::Tensor ShardedVerbalizer::accumulate_sft_gradients(const AvBatch& batch, double loss_scale) {
+at::Tensor ShardedVerbalizer::accumulate_sft_gradients(const AvBatch& batch, double loss_scale, bool sequence_mean) {
   at::Tensor per_row;
   accumulate_gradients(batch, [&](const at::Tensor& logprobs) {
-    auto nll = -logprobs.sum(1);  // (B)
-    per_row = at::stack({nll.detach().to(at::kDouble), batch.answer_mask.sum(1).to(at::kDouble)}, 1);  // (B, 2)
+    auto tokens = batch.answer_mask.sum(1).to(logprobs.scalar_type());                          // (B)
+    auto nll = -logprobs.sum(1);                                                                   // (B)
+    if (sequence_mean) nll = nll / at::clamp_min(tokens, 1.0);
+    per_row = at::stack({nll.detach().to(at::kDouble), tokens.detach().to(at::kDouble)}, 1);  // (B, 2)
     return nll.sum() * loss_scale;
   });
   return per_row.to(at::kCPU);

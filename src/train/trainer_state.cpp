@@ -1,11 +1,11 @@
 // trainer_state/: step, extra state and the sharded optimizers, replaced atomically.
 #include "nla/train/trainer_state.hpp"
 
-#include <filesystem>
 #include <fstream>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/world.hpp"
 
 namespace nla::train {
@@ -13,20 +13,19 @@ namespace nla::train {
 namespace {
 
 constexpr const char* kFormat = "nla-trainer-state";
-namespace fs = std::filesystem;
 
 }  // namespace
 
 void save_trainer_state(const std::string& run_directory, const TrainerState& state, const NamedOptimizers& optimizers,
                         const dist::Communicator& comm) {
-  const fs::path final_dir = fs::path(run_directory) / "trainer_state";
-  const fs::path tmp_dir = fs::path(run_directory) / "trainer_state.tmp";
-  const fs::path old_dir = fs::path(run_directory) / "trainer_state.old";
+  const std::string final_dir = fs::join(run_directory, "trainer_state");
+  const std::string tmp_dir = fs::join(run_directory, "trainer_state.tmp");
+  const std::string old_dir = fs::join(run_directory, "trainer_state.old");
   run_on_root(comm.mpi_comm(), [&] {
     fs::remove_all(tmp_dir);
     fs::create_directories(tmp_dir);
   });
-  for (const auto& [name, optimizer] : optimizers) optimizer->save((tmp_dir / name).string());  // collective
+  for (const auto& [name, optimizer] : optimizers) optimizer->save(fs::join(tmp_dir, name));  // collective
   run_on_root(comm.mpi_comm(), [&] {
     nlohmann::json index;
     index["format"] = kFormat;
@@ -36,7 +35,7 @@ void save_trainer_state(const std::string& run_directory, const TrainerState& st
     index["optimizers"] = nlohmann::json::array();
     for (const auto& named : optimizers) index["optimizers"].push_back(named.first);
     index["extra"] = state.extra;
-    write_file_atomic((tmp_dir / "state.json").string(), index.dump(2) + "\n");
+    write_file_atomic(fs::join(tmp_dir, "state.json"), index.dump(2) + "\n");
     // Two renames: a kill between them leaves trainer_state.old, which load() accepts.
     fs::remove_all(old_dir);
     if (fs::exists(final_dir)) fs::rename(final_dir, old_dir);
@@ -48,10 +47,10 @@ void save_trainer_state(const std::string& run_directory, const TrainerState& st
 std::optional<TrainerState> load_trainer_state(const std::string& run_directory, const NamedOptimizers& optimizers,
                                                const dist::Communicator& comm) {
   // Every rank sees the same shared file system: the decision is the same everywhere.
-  fs::path dir = fs::path(run_directory) / "trainer_state";
-  if (!fs::exists(dir / "state.json")) dir = fs::path(run_directory) / "trainer_state.old";
-  if (!fs::exists(dir / "state.json")) return std::nullopt;
-  const std::string path = (dir / "state.json").string();
+  std::string dir = fs::join(run_directory, "trainer_state");
+  if (!fs::exists(fs::join(dir, "state.json"))) dir = fs::join(run_directory, "trainer_state.old");
+  if (!fs::exists(fs::join(dir, "state.json"))) return std::nullopt;
+  const std::string path = fs::join(dir, "state.json");
   nlohmann::json index;
   {
     std::ifstream in(path);
@@ -69,7 +68,7 @@ std::optional<TrainerState> load_trainer_state(const std::string& run_directory,
     bool listed = false;
     for (const auto& saved : index.value("optimizers", nlohmann::json::array())) listed = listed || saved == name;
     NLA_CHECK_INPUT(listed, path, ": field 'optimizers': expected an entry '", name, "'");
-    optimizer->load((dir / name).string());  // collective
+    optimizer->load(fs::join(dir, name));  // collective
   }
   TrainerState state;
   state.step = index["step"].get<int64_t>();

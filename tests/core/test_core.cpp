@@ -5,10 +5,10 @@
 #include <mpi.h>
 
 #include <csignal>
-#include <filesystem>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
 #include "nla/core/stop_signal.hpp"
@@ -96,10 +96,10 @@ TEST(AtomicFile, InvisibleUntilCommitAndRemovedWithoutIt) {
   {
     AtomicFile file(path);
     file.stream() << "partial";
-    EXPECT_FALSE(std::filesystem::exists(path));
+    EXPECT_FALSE(fs::exists(path));
   }
-  EXPECT_FALSE(std::filesystem::exists(path));
-  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));  // the temporary is gone too
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_TRUE(fs::is_empty_directory(dir.path()));  // the temporary is gone too
   {
     AtomicFile file(path);
     file.stream() << "complete";

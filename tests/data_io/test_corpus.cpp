@@ -2,7 +2,6 @@
 // names, skip counting, one-line input errors with file:line, sharding, the default corpus.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <map>
 #include <set>
 
@@ -10,6 +9,7 @@
 
 #include "corpus_fixtures.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/data/corpus.hpp"
 #include "nla/data/line_reader.hpp"
 #include "test_support.hpp"
@@ -17,7 +17,6 @@
 namespace nla::test {
 namespace {
 
-namespace fs = std::filesystem;
 using data::CorpusOptions;
 using data::Document;
 using data::SkipCounts;
@@ -199,13 +198,13 @@ TEST(CorpusErrors, UnreadablePathsAndEmptyMatches) {
             dir.file("nope.jsonl") + ": corpus path does not exist");
   EXPECT_EQ(input_error([&] { read_all(corpus_options({dir.file("*.jsonl")})); }),
             dir.file("*.jsonl") + ": corpus pattern matches no file");
-  fs::create_directory(dir.file("empty"));
+  fs::create_directories(dir.file("empty"));
   EXPECT_EQ(input_error([&] { read_all(corpus_options({dir.file("empty")})); }),
             dir.file("empty") + ": directory holds no corpus files");
   EXPECT_NE(input_error([&] { read_all(corpus_options({})); }), "");
   if (getuid() != 0) {  // root reads anything
     write_bytes(dir.file("locked.jsonl"), kThree);
-    fs::permissions(dir.file("locked.jsonl"), fs::perms::none);
+    fs::set_permissions(dir.file("locked.jsonl"), 0);
     EXPECT_NE(input_error([&] { read_all(corpus_options({dir.file("locked.jsonl")})); }).find("cannot open"),
               std::string::npos);
   }

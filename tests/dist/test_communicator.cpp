@@ -171,7 +171,9 @@ TEST(Device, NamesResolvePerRankWithoutAGpu) {
   EXPECT_LT(nla::dist::local_rank(), size);
   EXPECT_THROW(nla::dist::device_kind("gpu"), nla::InputError);
   EXPECT_THROW(nla::dist::device_kind("mps"), nla::InputError);
-  if (!gpus) EXPECT_THROW(nla::dist::device_kind("cuda:0"), nla::InputError);
+  if (!gpus) {
+    EXPECT_THROW(nla::dist::device_kind("cuda:0"), nla::InputError);
+  }
 }
 
 }  // namespace

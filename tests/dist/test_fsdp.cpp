@@ -11,10 +11,10 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <memory>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/dist/adamw.hpp"
 #include "nla/dist/communicator.hpp"
 #include "nla/dist/fsdp.hpp"
@@ -276,7 +276,7 @@ TEST(ShardedTrunk, PerBlockGradientsMatchGatherAll) {
 std::string shared_temp_dir(const Communicator& comm) {
   std::string path(256, '\0');
   if (comm.rank() == 0) {
-    std::string pattern = (std::filesystem::temp_directory_path() / "nla-fsdp-XXXXXX").string();
+    std::string pattern = nla::fs::join(nla::fs::temp_directory(), "nla-fsdp-XXXXXX");
     if (mkdtemp(pattern.data())) path.replace(0, pattern.size(), pattern);
   }
   MPI_Bcast(path.data(), static_cast<int>(path.size()), MPI_CHAR, 0, comm.mpi_comm());
@@ -306,7 +306,7 @@ TEST(ShardedCheckpoint, SameRanksResumeIsBitIdentical) {
   }
   EXPECT_EQ(resumed, uninterrupted);
   world.barrier();
-  if (world.rank() == 0) std::filesystem::remove_all(dir);
+  if (world.rank() == 0) nla::fs::remove_all(dir);
 }
 
 // Save on N - 1 ranks (a sub-group), load on all N, continue: the losses of an
@@ -343,7 +343,7 @@ TEST(ShardedCheckpoint, ResumeOnMoreRanks) {
   }
   EXPECT_LE(max_loss_diff(second, std::vector<double>{reference.losses[2], reference.losses[3]}), kLossTolerance);
   world.barrier();
-  if (world.rank() == 0) std::filesystem::remove_all(dir);
+  if (world.rank() == 0) nla::fs::remove_all(dir);
 }
 
 }  // namespace

@@ -21,9 +21,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
 #include <iostream>
 
+#include "nla/core/fs.hpp"
 #include "nla/model/qwen2.hpp"
 #include "nla/nla/checkpoint.hpp"
 #include "nla/nla/reconstructor.hpp"
@@ -64,7 +64,7 @@ class Sweep : public testing::Test {
                          dir_->file("model"));
     autoencoder::save_av(base, autoencoder::NlaMeta::defaults("av", 64, 3, ar_meta.injection_scale), dir_->file("av3"),
                          dir_->file("model"));
-    std::filesystem::create_directories(dir_->file("av3_narrow"));
+    fs::create_directories(dir_->file("av3_narrow"));
     write_text(dir_->file("av3_narrow/nla_meta.yaml"),
                autoencoder::NlaMeta::defaults("av", 32, 3, ar_meta.injection_scale).to_yaml());
   }
@@ -83,7 +83,7 @@ class Sweep : public testing::Test {
   // The single-anchor run of all layers (shared by the tests that compare with it).
   static std::string anchor_one_run() {
     const std::string run = dir_->file("run1");
-    if (!std::filesystem::exists(run + "/results.h5")) {
+    if (!fs::exists(run + "/results.h5")) {
       auto single = run_nla(eval_args(run, "--layers all"));
       EXPECT_EQ(single.exit_status, 0) << single.err;
     }
@@ -117,7 +117,7 @@ TEST_F(Sweep, OutputsMatchNumpyAndDoNotDependOnRanksOrParts) {
   auto same_merged = check("same", one, merged);
   EXPECT_EQ(same_merged.exit_status, 0) << same_merged.err;
   for (const char* name : {"summary.csv", "config.ini", "provenance.json"})
-    EXPECT_TRUE(std::filesystem::exists(merged + "/" + name)) << name;
+    EXPECT_TRUE(fs::exists(merged + "/" + name)) << name;
   EXPECT_EQ(read_text(one + "/summary.csv"), read_text(merged + "/summary.csv"));
 
   // The report script reads a real run directory.
@@ -126,7 +126,7 @@ TEST_F(Sweep, OutputsMatchNumpyAndDoNotDependOnRanksOrParts) {
   auto text = read_text(one + "/report/report.md");
   EXPECT_NE(text.find("anchor layer 1"), std::string::npos) << text.substr(0, 400);
   for (const char* figure : {"metric_vs_layer.png", "pca_layers.png", "clc_heatmap.png"})
-    EXPECT_TRUE(std::filesystem::exists(one + "/report/figures/" + figure)) << figure;
+    EXPECT_TRUE(fs::exists(one + "/report/figures/" + figure)) << figure;
 }
 
 TEST_F(Sweep, MatchingDescriptionsBeatShuffledAtTheAnchorLayer) {
@@ -153,7 +153,7 @@ TEST_F(Sweep, BadInputExitsTwoWithOneLine) {
                           dir_->file("nope.h5") + " --out " + dir_->file("bad2"));
   EXPECT_EQ(no_store.exit_status, 2);
   EXPECT_NE(no_store.err.find("nope.h5"), std::string::npos) << no_store.err;
-  EXPECT_FALSE(std::filesystem::exists(dir_->file("bad2/results.h5")));
+  EXPECT_FALSE(fs::exists(dir_->file("bad2/results.h5")));
   auto no_descriptions = run_nla(eval_args(dir_->file("bad3"), "--av-descriptions missing"));
   EXPECT_EQ(no_descriptions.exit_status, 2);
   EXPECT_NE(no_descriptions.err.find("/descriptions/missing"), std::string::npos) << no_descriptions.err;
@@ -173,7 +173,7 @@ TEST_F(Sweep, SeveralAnchorsInOneRunEqualTheirSingleRunsAndThePythonCoverage) {
   auto several = run_nla(anchors_args(avs, ars, run, "--layers all" + coverage));
   ASSERT_EQ(several.exit_status, 0) << several.err;
   for (const char* name : {"config.ini", "provenance.json", "coverage.csv", "coverage.json"})
-    EXPECT_TRUE(std::filesystem::exists(run + "/" + name)) << name;
+    EXPECT_TRUE(fs::exists(run + "/" + name)) << name;
   auto single3 = run_nla(anchors_args(dir_->file("av3"), dir_->file("ar3"), three, "--layers all"));
   ASSERT_EQ(single3.exit_status, 0) << single3.err;
   for (const auto& [anchor, single] : {std::pair{"anchor_1", anchor_one_run()}, std::pair{"anchor_3", three}}) {
@@ -182,7 +182,7 @@ TEST_F(Sweep, SeveralAnchorsInOneRunEqualTheirSingleRunsAndThePythonCoverage) {
     EXPECT_EQ(same.exit_status, 0) << anchor << ": " << same.err;
     EXPECT_EQ(read_text(single + "/summary.csv"), read_text(dir + "/summary.csv")) << anchor;
     for (const char* name : {"config.ini", "provenance.json"})
-      EXPECT_TRUE(std::filesystem::exists(dir + "/" + name)) << anchor << "/" << name;
+      EXPECT_TRUE(fs::exists(dir + "/" + name)) << anchor << "/" << name;
   }
   // Each anchor's config.ini names that anchor alone (it reruns it).
   auto config3 = read_text(run + "/anchor_3/config.ini");
@@ -235,7 +235,7 @@ TEST_F(Sweep, BadAnchorPairingExitsTwoWithOneLine) {
     EXPECT_EQ(result.exit_status, 2) << cases[i].expected << ": " << result.err;
     EXPECT_NE(result.err.find(cases[i].expected), std::string::npos) << result.err;
     EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
-    EXPECT_FALSE(std::filesystem::exists(out)) << out;
+    EXPECT_FALSE(fs::exists(out)) << out;
   }
 }
 

@@ -1,14 +1,15 @@
 // nla extract end to end on the tiny model: the store holds the model's hidden states at
 // the recorded positions, is identical on 1, 2 and 3 ranks, resumes after SIGKILL to the
 // same content, is read by h5py, and bad input exits 2 with one line.
+#include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 
 #include <cstring>
-#include <filesystem>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/extract/extract.hpp"
 #include "nla/io/safetensors.hpp"
 #include "nla/model/qwen2.hpp"
@@ -79,7 +80,7 @@ TEST_F(Extract, StoreHoldsTheModelsHiddenStatesAtTheRecordedPositions) {
   auto tok = tokenizer::Tokenizer::from_file(dir_->file("model"));
   EXPECT_EQ(acts.header().tokenizer_sha256, tok.sha256());
   auto net = model::Qwen2Model::load(dir_->file("model"));
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   double worst = 0;
   for (int64_t document = 0; document < acts.n_documents(); document += 4) {
     auto tokens = tok.encode(acts.document_text(document));
@@ -181,8 +182,8 @@ TEST_F(Extract, KilledRunResumesToTheSameContent) {
   ASSERT_EQ(run_nla(extract_args(reference)).exit_status, 0);
   auto killed = run_command(kMpi + "2 " + NLA_BINARY + " " + extract_args(out) + " --kill-after-batches 1");
   EXPECT_NE(killed.exit_status, 0);
-  EXPECT_FALSE(std::filesystem::exists(out)) << "a killed run must not leave a complete-looking store";
-  ASSERT_TRUE(std::filesystem::exists(out + ".partial"));
+  EXPECT_FALSE(fs::exists(out)) << "a killed run must not leave a complete-looking store";
+  ASSERT_TRUE(fs::exists(out + ".partial"));
   auto resumed = run_command(kMpi + "2 " + NLA_BINARY + " " + extract_args(out));
   ASSERT_EQ(resumed.exit_status, 0) << resumed.err;
   EXPECT_NE(resumed.err.find("(resuming)"), std::string::npos) << resumed.err;
@@ -201,7 +202,7 @@ TEST_F(Extract, BadInputExitsTwoWithOneLine) {
   EXPECT_NE(no_text.err.find("notext.jsonl"), std::string::npos) << no_text.err;
   EXPECT_NE(no_text.err.find("text"), std::string::npos) << no_text.err;
   EXPECT_EQ(std::count(no_text.err.begin(), no_text.err.end(), '\n'), 1) << no_text.err;
-  EXPECT_FALSE(std::filesystem::exists(dir_->file("y.h5")));
+  EXPECT_FALSE(fs::exists(dir_->file("y.h5")));
 
   ASSERT_EQ(run_nla(extract_args(dir_->file("exists.h5"))).exit_status, 0);
   auto again = run_nla(extract_args(dir_->file("exists.h5")));

@@ -9,6 +9,8 @@
 //                   to -0.8), 1.1052 (inside), the padded token ignored
 //   ref - logp: row 0: 0.2, -0.3, 0; row 1: 0.1, 0  -> k3 = e^d - d - 1
 //   loss_t = -surrogate + 0.01 k3; token mean = sum / 5
+//   sequence mean: row 0's mean over 3 tokens and row 1's over 2, averaged over the 2 rows
+//   k1 = logp - ref = -(ref - logp): row 0: -0.2, 0.3, 0; row 1: -0.1, 0
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -21,6 +23,8 @@
 
 namespace nla::grpo {
 namespace {
+
+const LossOptions kTokenK3{0.2, 0.01, KlEstimator::k3, LossAggregation::token};
 
 struct Example {
   at::Tensor logprobs, old_logprobs, ref_logprobs, advantages, mask;
@@ -43,7 +47,7 @@ Example hand_example() {
 
 TEST(GrpoLoss, HandComputedExample) {
   auto e = hand_example();
-  auto sums = grpo_loss_sums(e.logprobs, e.old_logprobs, e.ref_logprobs, e.advantages, e.mask, {0.2, 0.01});
+  auto sums = grpo_loss_sums(e.logprobs, e.old_logprobs, e.ref_logprobs, e.advantages, e.mask, kTokenK3);
   // Per token: -1.19978597, -0.60612248, -1.0, 0.80005171, 1.10517092
   EXPECT_NEAR(sums.loss.item<double>(), -0.9006858226678105, 1e-12);
   EXPECT_NEAR(sums.loss.item<double>() / sums.tokens, -0.1801371645335621, 1e-12);  // token mean
@@ -56,7 +60,7 @@ TEST(GrpoLoss, GradientByHandAndByFiniteDifferences) {
   auto e = hand_example();
   at::Tensor logprobs = e.logprobs.clone().requires_grad_(true);
   auto loss_of = [&](const at::Tensor& x) {
-    return grpo_loss_sums(x, e.old_logprobs, e.ref_logprobs, e.advantages, e.mask, {0.2, 0.01}).loss / 5.0;
+    return grpo_loss_sums(x, e.old_logprobs, e.ref_logprobs, e.advantages, e.mask, kTokenK3).loss / 5.0;
   };
   loss_of(logprobs).backward();
   at::Tensor grad = logprobs.grad();
@@ -81,12 +85,104 @@ TEST(GrpoLoss, AtTheOldPolicyTheGradientIsThePolicyGradient) {
   at::Tensor old = at::tensor({-1.0, -2.0, -3.0, -4.0}, f64).view({2, 2});
   at::Tensor logprobs = old.clone().requires_grad_(true);
   at::Tensor mask = at::ones({2, 2}, at::kBool);
-  auto sums = grpo_loss_sums(logprobs, old, old, at::tensor({0.5, -2.0}, f64), mask, {0.2, 0.0});
+  auto sums = grpo_loss_sums(logprobs, old, old, at::tensor({0.5, -2.0}, f64), mask,
+                             {0.2, 0.0, KlEstimator::k3, LossAggregation::token});
   (sums.loss / 4.0).backward();
   EXPECT_EQ(sums.clipped, 0.0);
   EXPECT_NEAR(sums.kl, 0.0, 1e-15);
   EXPECT_NEAR(logprobs.grad()[0][1].item<double>(), -0.125, 1e-15);
   EXPECT_NEAR(logprobs.grad()[1][0].item<double>(), 0.5, 1e-15);
+}
+
+// The gradient of `options`' loss divided by its units, against the values worked out with
+// numpy from the per-token derivatives (clipped tokens: KL term only; others -A rho) and
+// against central finite differences.
+void expect_gradient(const LossOptions& options, double units, const double (&by_hand)[6]) {
+  auto e = hand_example();
+  auto loss_of = [&](const at::Tensor& x) {
+    return grpo_loss_sums(x, e.old_logprobs, e.ref_logprobs, e.advantages, e.mask, options).loss / units;
+  };
+  at::Tensor logprobs = e.logprobs.clone().requires_grad_(true);
+  loss_of(logprobs).backward();
+  const double h = 1e-6;
+  for (int64_t i = 0; i < 6; ++i) {
+    const int64_t r = i / 3, t = i % 3;
+    EXPECT_NEAR(logprobs.grad()[r][t].item<double>(), by_hand[i], 1e-12) << "token " << i;
+    at::Tensor plus = e.logprobs.clone(), minus = e.logprobs.clone();
+    plus.index_put_({r, t}, plus[r][t].item<double>() + h);
+    minus.index_put_({r, t}, minus[r][t].item<double>() - h);
+    const double numeric = (loss_of(plus).item<double>() - loss_of(minus).item<double>()) / (2 * h);
+    EXPECT_NEAR(logprobs.grad()[r][t].item<double>(), numeric, 1e-8) << "token " << i;
+  }
+}
+
+TEST(GrpoLoss, SequenceMeanAveragesEachSamplesTokensThenTheSamples) {
+  auto e = hand_example();
+  const LossOptions sequence{0.2, 0.01, KlEstimator::k3, LossAggregation::sequence};
+  auto sums = grpo_loss_sums(e.logprobs, e.old_logprobs, e.ref_logprobs, e.advantages, e.mask, sequence);
+  // (-1.19978597 - 0.60612248 - 1.0) / 3 + (0.80005171 + 1.10517092) / 2
+  EXPECT_NEAR(sums.loss.item<double>(), 0.01730849698679726, 1e-12);
+  EXPECT_EQ(sums.sequences, 2.0);
+  EXPECT_EQ(loss_units(LossAggregation::sequence, sums.tokens, sums.sequences), 2.0);
+  EXPECT_EQ(loss_units(LossAggregation::token, sums.tokens, sums.sequences), 5.0);
+  EXPECT_NEAR(sums.loss.item<double>() / 2.0, 0.008654248493398631, 1e-12);  // the step's loss
+  // The metrics do not depend on the aggregation.
+  EXPECT_NEAR(sums.kl, 0.06739189691753533, 1e-12);
+  EXPECT_EQ(sums.clipped, 2.0);
+  // Row 0's tokens weigh 1/3 / 2, row 1's 1/2 / 2.
+  expect_gradient(sequence, 2.0, {-0.00036900459693361645, -0.10065647365324176, -0.16666666666666666,
+                                  -0.0002629272951891193, 0.27629272951891193, 0.0});
+}
+
+TEST(GrpoLoss, K1IsTheLogRatioWithAConstantGradient) {
+  auto e = hand_example();
+  const LossOptions k1{0.2, 0.01, KlEstimator::k1, LossAggregation::token};
+  auto sums = grpo_loss_sums(e.logprobs, e.old_logprobs, e.ref_logprobs, e.advantages, e.mask, k1);
+  // The k3 sum -0.90068582 with 0.01 (k1 - k3) per token instead: sum k1 = -0.2 + 0.3 - 0.1 = 0.
+  EXPECT_NEAR(sums.loss.item<double>(), -0.9013597416369858, 1e-12);
+  EXPECT_NEAR(sums.kl, 0.06739189691753533, 1e-12);  // the metric stays k3
+  // d k1 / d logp = 1 on every token: 0.01 / 5 where the surrogate is clipped.
+  expect_gradient(k1, 5.0, {0.002, -0.11930613194252668, -0.198, 0.002, 0.22303418361512956, 0.0});
+}
+
+TEST(GrpoLoss, OnPolicyK1HasZeroExpectedGradientK3PullsTowardTheReference) {
+  // A 3-token vocabulary, policy p and reference q; one answer token y drawn from p. The
+  // expected KL gradient over y, E_p[d kl(y) / d z] (z the policy's logits), is exact below.
+  auto f64 = at::TensorOptions().dtype(at::kDouble);
+  at::Tensor z = at::tensor({0.3, -1.0, 0.8}, f64).requires_grad_(true);
+  at::Tensor log_q = at::log_softmax(at::tensor({0.0, 0.5, -0.5}, f64), 0);
+  auto expected_gradient = [&](KlEstimator estimator) {
+    at::Tensor log_p = at::log_softmax(z, 0);
+    at::Tensor p = log_p.exp().detach();
+    at::Tensor total = at::zeros({}, f64);
+    for (int64_t y = 0; y < 3; ++y) {
+      at::Tensor lp = log_p[y].view({1, 1});
+      at::Tensor fixed = lp.detach();  // old = logp: ratio 1; advantage 0: the KL term alone
+      auto sums = grpo_loss_sums(lp, fixed, log_q[y].view({1, 1}), at::zeros({1}, f64), at::ones({1, 1}, at::kBool),
+                                 {0.2, 1.0, estimator, LossAggregation::token});
+      total = total + p[y] * sums.loss;
+    }
+    if (z.grad().defined()) z.grad().zero_();
+    total.backward();
+    return z.grad().clone();
+  };
+  EXPECT_LT(expected_gradient(KlEstimator::k1).abs().max().item<double>(), 1e-12);  // inert in expectation
+  // k3's: sum_y (p_y - q_y) d log p_y = -sum_y q_y d log p_y, the gradient of KL(q || p): a
+  // pull toward the reference.
+  at::Tensor k3 = expected_gradient(KlEstimator::k3);
+  z.grad().zero_();
+  (-(log_q.exp() * at::log_softmax(z, 0)).sum()).backward();
+  EXPECT_LT((k3 - z.grad()).abs().max().item<double>(), 1e-12);
+  EXPECT_GT(k3.abs().max().item<double>(), 1e-2);
+}
+
+TEST(GrpoLoss, EstimatorAndAggregationNames) {
+  EXPECT_EQ(parse_kl_estimator("k1"), KlEstimator::k1);
+  EXPECT_EQ(parse_kl_estimator("k3"), KlEstimator::k3);
+  EXPECT_EQ(parse_loss_aggregation("sequence"), LossAggregation::sequence);
+  EXPECT_EQ(parse_loss_aggregation("token"), LossAggregation::token);
+  EXPECT_THROW(parse_kl_estimator("k2"), InputError);
+  EXPECT_THROW(parse_loss_aggregation("mean"), InputError);
 }
 
 TEST(GrpoAdvantages, NormalisedWithinEachGroup) {

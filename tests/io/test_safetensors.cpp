@@ -2,10 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <filesystem>
 #include <random>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/io/safetensors.hpp"
 #include "test_support.hpp"
 
@@ -65,7 +65,7 @@ TEST(Safetensors, RoundTripKeepsBytesShapesDtypesAndAlignment) {
   EXPECT_EQ(std::memcmp(file.data(*file.find("c")), c.data(), 16), 0);
   EXPECT_EQ(file.find("empty")->num_bytes(), 0u);
   EXPECT_EQ(file.find("missing"), nullptr);
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp." + std::to_string(getpid())));
+  EXPECT_FALSE(nla::fs::exists(path + ".tmp." + std::to_string(getpid())));
 }
 
 TEST(Safetensors, BadFilesAreInputErrorsNamingFileAndTensor) {
@@ -153,7 +153,7 @@ TEST(Safetensors, SingleFileWhenUnderThreshold) {
                                          },
                                          1 << 20);
   EXPECT_EQ(names, std::vector<std::string>{"model.safetensors"});
-  EXPECT_FALSE(std::filesystem::exists(dir.file("model.safetensors.index.json")));
+  EXPECT_FALSE(nla::fs::exists(dir.file("model.safetensors.index.json")));
 }
 
 // The fuzz target's entry point over a deterministic corpus of mutated headers: CI

@@ -3,9 +3,9 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include <filesystem>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/label/labelers.hpp"
 #include "nla/label/sample_context.hpp"
 #include "nla/store/activation_store.hpp"
@@ -49,7 +49,7 @@ std::string make_store(const TempDir& dir, const tokenizer::Tokenizer& tok) {
 TEST(Label, ContextSnippetsQuoteTheTextBeforeTheTokenAndItsDomain) {
   TempDir dir;
   auto tok = tokenizer::Tokenizer::from_file(repo_path("models/tokenizer.json"));
-  std::filesystem::copy_file(repo_path("models/tokenizer.json"), dir.file("tokenizer.json"));
+  fs::copy_file(repo_path("models/tokenizer.json"), dir.file("tokenizer.json"));
   std::string path = make_store(dir, tok);
   store::ActivationStore acts(path);
   label::ContextLabelerOptions options;
@@ -83,7 +83,7 @@ TEST(Label, SampleContextGivesTheTokensAroundEachPosition) {
 TEST(Label, CommandWritesDescriptionsIntoTheStoreOrACopy) {
   TempDir dir;
   auto tok = tokenizer::Tokenizer::from_file(repo_path("models/tokenizer.json"));
-  std::filesystem::copy_file(repo_path("models/tokenizer.json"), dir.file("tokenizer.json"));
+  fs::copy_file(repo_path("models/tokenizer.json"), dir.file("tokenizer.json"));
   std::string path = make_store(dir, tok);
 
   auto copy = run_nla("label --store " + path + " --out " + dir.file("labelled.h5"));
@@ -101,7 +101,7 @@ TEST(Label, CommandWritesDescriptionsIntoTheStoreOrACopy) {
 TEST(Label, BadInputExitsTwoWithOneLine) {
   TempDir dir;
   auto tok = tokenizer::Tokenizer::from_file(repo_path("models/tokenizer.json"));
-  std::filesystem::copy_file(repo_path("models/tokenizer.json"), dir.file("tokenizer.json"));
+  fs::copy_file(repo_path("models/tokenizer.json"), dir.file("tokenizer.json"));
   std::string path = make_store(dir, tok);
   auto unknown = run_nla("label --store " + path + " --labeler oracle");
   EXPECT_EQ(unknown.exit_status, 2);

@@ -3,24 +3,23 @@
 // Skipped with a message where node or the llama.cpp build is absent.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "model_test_util.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/model/generate.hpp"
 #include "test_support.hpp"
 
 namespace {
 
-namespace fs = std::filesystem;
+namespace fs = nla::fs;
 
 TEST(LlamaCppParity, GreedyTokensMatch) {
   const std::string node = NLA_NODE;
   const std::string llama_dir = nla::test::repo_path("third_party/llama");
   bool built = false;
   if (fs::is_directory(llama_dir))
-    for (const auto& entry : fs::directory_iterator(llama_dir))
-      built = built || entry.path().filename().string().rfind(".nla-built-", 0) == 0;
+    for (const auto& name : fs::list_directory(llama_dir)) built = built || name.rfind(".nla-built-", 0) == 0;
   if (node.empty() || node.find("NOTFOUND") != std::string::npos)
     GTEST_SKIP() << "node not found: llama.cpp parity not checked";
   if (!built) GTEST_SKIP() << "llama.cpp not built (run tests/tools/setup_llama_cpp.sh): parity not checked";

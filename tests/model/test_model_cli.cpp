@@ -5,16 +5,16 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 
 #include "model_test_util.hpp"
+#include "nla/core/fs.hpp"
 #include "test_support.hpp"
 
 namespace {
 
-namespace fs = std::filesystem;
+namespace fs = nla::fs;
 using nla::test::run_nla;
 
 std::string tokenizer_option() { return " --tokenizer " + nla::test::repo_path("models/tokenizer.json"); }

@@ -1,6 +1,7 @@
 // model::token_logprobs (chunked log p(target) with the expected-row gradient) against
 // autograd through the plain log-softmax in float64, and the model's target_ids hook
 // against its own logits.
+#include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -84,7 +85,7 @@ TEST_F(TokenLogprobs, Float32AndBatchShapesAndNoGrad) {
   ASSERT_EQ(got.scalar_type(), at::kFloat);
   EXPECT_LE(nla::test::compare(got.reshape({-1}).to(at::kDouble), expected).max_rel, kFloat32Tolerance);
   {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     at::Tensor plain = token_logprobs(p.hidden, p.head, p.targets);
     EXPECT_FALSE(plain.requires_grad());
     EXPECT_LE(nla::test::compare(plain, expected).max_rel, kFloat64Tolerance);

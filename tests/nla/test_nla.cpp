@@ -2,16 +2,19 @@
 // Qwen2.5 tokenizer, the AR input's suffix, the injection norm, mse_nrm / var_nrm / the AV
 // SFT loss against direct formulas, the AR against the base model's hidden state, and
 // NLA checkpoints (ours round-trip; a fake in the authors' layout loads).
+#include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
-#include <filesystem>
 #include <set>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/io/safetensors.hpp"
 #include "nla/model/qwen2.hpp"
 #include "nla/model/qwen2_config.hpp"
@@ -57,12 +60,32 @@ TEST(AvPrompt, MarkerIsToken149705BetweenConceptTags) {
 
 TEST(AvPrompt, MarkerWithOtherNeighboursIsAnInputErrorNamingTheTokenizer) {
   try {
-    av_prompt(qwen_tokenizer(), "Here: <concept> {marker} </concept>");
+    av_prompt(qwen_tokenizer(), "Here: <concept> {injection_char} </concept>");
     FAIL() << "expected an InputError";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("tokenizer.json"), std::string::npos) << e.what();
   }
   EXPECT_THROW(av_prompt(qwen_tokenizer(), "no marker here"), InputError);
+}
+
+// The placeholders are filled as Python's str.format fills them in the authors' loader.
+TEST(Templates, FilledLikePythonFormatWithTheAuthorsNames) {
+  EXPECT_EQ(ar_input_text("a cat", "<text>{explanation}</text>"), "<text>a cat</text>");
+  // Braces in the explanation are text; escaped braces in the template are one brace.
+  EXPECT_EQ(ar_input_text("{x}", "{{lit}} <text>{explanation}</text>"), "{lit} <text>{x}</text>");
+  EXPECT_EQ(av_user_text("<concept>{injection_char}</concept>"), std::string("<concept>") + kInjectionChar + "</concept>");
+  // nla's own templates written before the authors' names were adopted still load.
+  EXPECT_EQ(ar_input_text("a cat", "<text>{description}</text>"), "<text>a cat</text>");
+  EXPECT_EQ(av_user_text("<concept>{marker}</concept>"), std::string("<concept>") + kInjectionChar + "</concept>");
+  // What str.format would refuse (KeyError, unmatched braces), and a missing placeholder.
+  EXPECT_THROW(ar_input_text("a", "<text>{explanation}</text> {other}"), InputError);
+  EXPECT_THROW(ar_input_text("a", "<text>{explanation</text>"), InputError);
+  EXPECT_THROW(ar_input_text("a", "<text>{explanation}</text> }"), InputError);
+  EXPECT_THROW(ar_input_text("a", "<text></text>"), InputError);
+  EXPECT_THROW(av_user_text("<concept>{explanation}</concept>"), InputError);
+  // The defaults carry the authors' names.
+  EXPECT_NE(std::string(kActorTemplate).find("<concept>{injection_char}</concept>"), std::string::npos);
+  EXPECT_NE(std::string(kCriticTemplate).find("<text>{explanation}</text>"), std::string::npos);
 }
 
 TEST(Injection, RescalesToTheScaleInFp32) {
@@ -136,7 +159,7 @@ model::Qwen2Config small_config(int64_t layers) {
 }
 
 void write_base(const std::string& dir, const model::Qwen2Config& config, uint64_t seed) {
-  std::filesystem::create_directories(dir);
+  fs::create_directories(dir);
   write_file_atomic(dir + "/config.json", config.to_json_text());
   model::write_random_checkpoint(config, seed, dir, at::kFloat, uint64_t{1} << 32);
   write_file_atomic(dir + "/tokenizer.json", read_file(repo_path("models/tokenizer.json")));
@@ -152,7 +175,7 @@ TEST(Reconstructor, IdentityHeadReadsLayerLAtTheLastToken) {
   EXPECT_EQ(ar.layer(), 1);
   EXPECT_EQ(ar.trunk().num_loaded_layers(), 2);
   EXPECT_FALSE(ar.trunk().has_head());
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto h_hat = ar.forward(ar.make_batch(qwen_tokenizer(), kDescriptions));  // (3, d)
   auto base = model::Qwen2Model::load(dir.file("base"));
   for (size_t i = 0; i < kDescriptions.size(); ++i) {
@@ -174,7 +197,7 @@ TEST(Checkpoint, ArRoundTripKeepsOutputsAndMeta) {
   write_base(dir.file("base"), small_config(3), 6);
   auto ar = Reconstructor::from_base(dir.file("base"), 1);
   {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     ar.parameters().back().add_(0.01 * at::randn({64, 64}));  // a head that is not the identity
   }
   auto meta = NlaMeta::defaults("ar", 64, 1, 12.0);
@@ -195,7 +218,7 @@ TEST(Checkpoint, ArRoundTripKeepsOutputsAndMeta) {
   EXPECT_DOUBLE_EQ(loaded_meta.injection_scale, 12.0);
   ASSERT_TRUE(loaded_meta.var_nrm.has_value());
   EXPECT_DOUBLE_EQ(*loaded_meta.var_nrm, 0.75);
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto a = ar.forward(ar.make_batch(qwen_tokenizer(), kDescriptions));
   auto b = loaded.forward(loaded.make_batch(qwen_tokenizer(), kDescriptions));
   EXPECT_TRUE(at::equal(a, b));
@@ -246,8 +269,8 @@ tokens:
   injection_right_neighbor_id: 522
   critic_suffix_ids: [1318, 29, 366, 1708, 29]
 prompt_templates:
-  actor: "Describe <concept>{marker}</concept>"
-  critic: "Summary of the following text: <text>{description}</text> <summary>"
+  actor: "Describe <concept>{injection_char}</concept>"
+  critic: "Summary of the following text: <text>{explanation}</text> <summary>"
 critic:
   extraction_layer_index: 2
 )";
@@ -259,7 +282,7 @@ critic:
   EXPECT_DOUBLE_EQ(meta.injection_scale, 150.0);
   EXPECT_FALSE(meta.var_nrm.has_value());
   EXPECT_TRUE(at::equal(ar.value_head(), head.to(at::kFloat)));
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto h_hat = ar.forward(ar.make_batch(qwen_tokenizer(), kDescriptions));
   EXPECT_EQ(h_hat.sizes(), (std::vector<int64_t>{3, d}));
   EXPECT_TRUE(at::isfinite(h_hat).all().item<bool>());
@@ -275,6 +298,56 @@ critic:
   bad("d_model: 64", "d_model: 96");
   bad("role: ar", "role: av");
   bad("schema_version: 2", "schema_version: 1");
+  bad("<text>{explanation}</text>", "<text>{summary}</text>");  // their loader raises KeyError too
+
+  // The authors' training-time sidecar: role critic, extraction_layer_index at the top level.
+  std::string training_time = yaml;
+  training_time.replace(training_time.find("role: ar"), 8, "role: critic");
+  const std::string nested = "critic:\n  extraction_layer_index: 2\n";
+  training_time.replace(training_time.find(nested), nested.size(), "extraction_layer_index: 2\n");
+  ASSERT_EQ(training_time.find("\ncritic:"), std::string::npos) << training_time;
+  write_text(dir.file("authors_ar/nla_meta.yaml"), training_time);
+  auto trained = load_ar(dir.file("authors_ar"), {}, &meta);
+  EXPECT_EQ(meta.role, "ar");
+  EXPECT_EQ(meta.extraction_layer_index, 2);
+  EXPECT_EQ(trained.layer(), 2);
+  training_time.replace(training_time.find("extraction_layer_index: 2"), 25, "extraction_layer_index: 4");
+  write_text(dir.file("authors_ar/nla_meta.yaml"), training_time);
+  EXPECT_THROW(load_ar(dir.file("authors_ar")), InputError);  // the top-level layer is checked too
+
+  // An actor sidecar says role actor: an AV, not an AR.
+  std::string actor = yaml;
+  actor.replace(actor.find("role: ar"), 8, "role: actor");
+  EXPECT_EQ(NlaMeta::from_yaml(actor, "nla_meta.yaml").role, "av");
+}
+
+// The other direction: the authors' loading logic (PyYAML + str.format with their keyword
+// names, tests/tools/authors_loader_check.py) reads the sidecars nla writes.
+TEST(Checkpoint, TheAuthorsLoaderFormatsOurTemplates) {
+  TempDir dir;
+  write_base(dir.file("base"), small_config(2), 8);
+  auto av = model::Qwen2Model::load(dir.file("base"));
+  save_av(av, NlaMeta::defaults("av", 64, 1, 150.0), dir.file("av"), dir.file("base"));
+  auto ar = Reconstructor::from_base(dir.file("base"), 1);
+  save_ar(ar, NlaMeta::defaults("ar", 64, 1, 150.0), dir.file("ar"), dir.file("base"));
+  for (const char* role : {"av", "ar"}) {
+    auto result = run_command(std::string(NLA_SYSTEM_PYTHON) + " " + repo_path("tests/tools/authors_loader_check.py") +
+                              " " + dir.file(role));
+    ASSERT_EQ(result.exit_status, 0) << role << ": " << result.err;
+    auto line = nlohmann::json::parse(result.out);
+    EXPECT_EQ(line["role"], role);
+    EXPECT_NE(line["actor"].get<std::string>().find(std::string("<concept>") + kInjectionChar + "</concept>"),
+              std::string::npos);
+    EXPECT_EQ(line["critic"], "Summary of the following text: <text>the cat sat on the mat</text> <summary>");
+  }
+  // The check can fail: a sidecar with nla's former placeholder names raises KeyError there.
+  std::string old = read_text(dir.file("ar/nla_meta.yaml"));
+  old.replace(old.find("{explanation}"), 13, "{description}");
+  write_text(dir.file("ar/nla_meta.yaml"), old);
+  auto result = run_command(std::string(NLA_SYSTEM_PYTHON) + " " + repo_path("tests/tools/authors_loader_check.py") +
+                            " " + dir.file("ar"));
+  EXPECT_NE(result.exit_status, 0);
+  EXPECT_NE(result.err.find("KeyError"), std::string::npos) << result.err;
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 // built by hand: its blocks are the identity (o_proj and down_proj zero), each token of a
 // fixed answer has a one-hot embedding, and the untied LM head maps each token to the next:
 // greedy decoding then emits exactly "<explanation>\nA river.\n</explanation><|im_end|>".
+#include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -13,13 +14,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/model/generate.hpp"
 #include "nla/model/qwen2.hpp"
 #include "nla/model/qwen2_config.hpp"
@@ -42,33 +43,67 @@ const tokenizer::Tokenizer& qwen_tokenizer() {
 
 // ---- parse_answer ----------------------------------------------------------------------
 
-TEST(ParseAnswer, ClosedAnswerIsKeptWithItsTags) {
-  EXPECT_EQ(parse_answer("<explanation>\na river\n</explanation>"), "<explanation>\na river\n</explanation>");
-  EXPECT_EQ(parse_answer("<explanation></explanation>"), "<explanation></explanation>");
+// An answer and its explanation, or "<none>" when there is no closed tag.
+std::string parsed(const std::string& text) {
+  auto p = parse_answer(text);
+  return p ? p->answer + "|" + p->explanation : "<none>";
+}
+
+TEST(ParseAnswer, TheExplanationIsTheStrippedTextBetweenTheTags) {
+  EXPECT_EQ(parsed("<explanation>\na river\n</explanation>"), "<explanation>\na river\n</explanation>|a river");
+  EXPECT_EQ(parsed("<explanation></explanation>"), "<explanation></explanation>|");
+  EXPECT_EQ(parsed("<explanation> \t\n a\n b \n</explanation>"), "<explanation> \t\n a\n b \n</explanation>|a\n b");
   // Anything after the closing tag is dropped.
-  EXPECT_EQ(parse_answer("<explanation>\nx\n</explanation> and more<|im_end|>"), "<explanation>\nx\n</explanation>");
+  EXPECT_EQ(parsed("<explanation>\nx\n</explanation> and more<|im_end|>"), "<explanation>\nx\n</explanation>|x");
 }
 
-TEST(ParseAnswer, UnclosedOrMissingAnswerIsEmpty) {
-  EXPECT_EQ(parse_answer("<explanation>\na river that never"), "");
-  EXPECT_EQ(parse_answer("a river"), "");
-  EXPECT_EQ(parse_answer(""), "");
-  EXPECT_EQ(parse_answer("</explanation>"), "");
-  EXPECT_EQ(parse_answer("</explanation><explanation>x"), "");  // a close before the open does not count
+TEST(ParseAnswer, UnclosedOrMissingTagsHaveNoAnswer) {
+  EXPECT_EQ(parsed("<explanation>\na river that never"), "<none>");
+  EXPECT_EQ(parsed("a river"), "<none>");
+  EXPECT_EQ(parsed(""), "<none>");
+  EXPECT_EQ(parsed("</explanation>"), "<none>");
+  EXPECT_EQ(parsed("</explanation><explanation>x"), "<none>");  // a close before the open does not count
 }
 
-TEST(ParseAnswer, LeadingWhitespaceIsAllowedTextBeforeTheTagIsNot) {
-  EXPECT_EQ(parse_answer(" \n\t<explanation>a</explanation>"), "<explanation>a</explanation>");
-  EXPECT_EQ(parse_answer("Sure! <explanation>a</explanation>"), "");
-  EXPECT_EQ(parse_answer("x\n<explanation>a</explanation>"), "");
+TEST(ParseAnswer, TheTagIsFoundAnywhereAsTheAuthorsSearchForIt) {
+  EXPECT_EQ(parsed(" \n\t<explanation>a</explanation>"), "<explanation>a</explanation>|a");
+  EXPECT_EQ(parsed("Sure! <explanation>a</explanation>"), "<explanation>a</explanation>|a");
+  EXPECT_EQ(parsed("x\n<explanation>a</explanation>"), "<explanation>a</explanation>|a");
 }
 
 TEST(ParseAnswer, NestedOrSecondTagsEndAtTheFirstClose) {
   // A second opening tag inside the answer is text; the answer ends at the first close.
-  EXPECT_EQ(parse_answer("<explanation>a <explanation>b</explanation> c</explanation>"),
-            "<explanation>a <explanation>b</explanation>");
+  EXPECT_EQ(parsed("<explanation>a <explanation>b</explanation> c</explanation>"),
+            "<explanation>a <explanation>b</explanation>|a <explanation>b");
   // A second answer after the first is dropped.
-  EXPECT_EQ(parse_answer("<explanation>a</explanation><explanation>b</explanation>"), "<explanation>a</explanation>");
+  EXPECT_EQ(parsed("<explanation>a</explanation><explanation>b</explanation>"), "<explanation>a</explanation>|a");
+}
+
+TEST(ExplanationText, StoredAnswersLoseTheirTagsPlainTextStays) {
+  EXPECT_EQ(explanation_text("<explanation>\nText just before: \"x\"\nDomain: wiki\n</explanation>"),
+            "Text just before: \"x\"\nDomain: wiki");
+  EXPECT_EQ(explanation_text("  a plain description \n"), "a plain description");
+  EXPECT_EQ(explanation_text("<explanation>unclosed"), "<explanation>unclosed");
+}
+
+TEST(FailureRule, NoTagTruncationAndAnOverlongArInputFail) {
+  const auto& tok = qwen_tokenizer();
+  const auto ok = parse_answer("<explanation>\na river\n</explanation>");
+  EXPECT_EQ(failure_of(ok, true, tok, kCriticTemplate), "");
+  EXPECT_EQ(failure_of(std::nullopt, true, tok, kCriticTemplate), kFailNoClosedTag);
+  EXPECT_EQ(failure_of(ok, false, tok, kCriticTemplate), kFailTruncated);  // closed, but cut by the limit
+  // 300 tokens of AR input pass, 301 fail: " a" is one token in Qwen2.5.
+  const int64_t frame = static_cast<int64_t>(ar_input_ids(tok, "", kCriticTemplate).size());
+  auto with_words = [&](int64_t words) {
+    std::string text = "<explanation>";
+    for (int64_t i = 0; i < words; ++i) text += " a";
+    return parse_answer(text + "</explanation>");
+  };
+  ASSERT_EQ(static_cast<int64_t>(ar_input_ids(tok, with_words(kMaxArInputTokens - frame)->explanation,
+                                              kCriticTemplate).size()),
+            kMaxArInputTokens);
+  EXPECT_EQ(failure_of(with_words(kMaxArInputTokens - frame), true, tok, kCriticTemplate), "");
+  EXPECT_EQ(failure_of(with_words(kMaxArInputTokens - frame + 1), true, tok, kCriticTemplate), kFailArInputTooLong);
 }
 
 TEST(AnswerIds, AreTheAnswerThenImEnd) {
@@ -248,7 +283,7 @@ model::Qwen2Model chain_model(int64_t stop) {
   config.num_hidden_layers = 1;
   config.tie_word_embeddings = false;
   auto m = model::Qwen2Model::random_init(config, 1);
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto& w = m.weights();
   for (auto& block : w.layers) {
     block.o_proj_weight.zero_();
@@ -281,7 +316,9 @@ TEST(ChainAv, ClosedAnswerSucceedsAndACapBeforeTheCloseFails) {
     auto out = verbalizer.verbalize(h, {0, 1}, options);
     for (const auto& v : out) {
       EXPECT_FALSE(v.failed) << v.text;
+      EXPECT_EQ(v.failure, "");
       EXPECT_EQ(v.description, kChainAnswer);
+      EXPECT_EQ(v.explanation, "A river.");
       EXPECT_EQ(v.text, kChainAnswer);  // the stop token is not text
       ASSERT_EQ(v.tokens.size(), chain.size() + 1);
       EXPECT_EQ(v.tokens.back(), stop);
@@ -290,12 +327,27 @@ TEST(ChainAv, ClosedAnswerSucceedsAndACapBeforeTheCloseFails) {
     options.max_new_tokens = static_cast<int64_t>(chain.size()) - 1;
     for (const auto& v : verbalizer.verbalize(h, {0, 1}, options)) {
       EXPECT_TRUE(v.failed);
+      EXPECT_EQ(v.failure, kFailNoClosedTag);
       EXPECT_EQ(v.description, "");
+      EXPECT_EQ(v.explanation, "");
       EXPECT_EQ(v.text, kChainAnswer.substr(0, kChainAnswer.size() - 1));
     }
-    // Capped right at the closing ">" (no stop token): closed, succeeds.
+    // Capped right at the closing ">" (no stop token): closed, but truncated: fails.
     options.max_new_tokens = static_cast<int64_t>(chain.size());
+    for (const auto& v : verbalizer.verbalize(h, {0, 1}, options)) {
+      EXPECT_TRUE(v.failed) << v.text;
+      EXPECT_EQ(v.failure, kFailTruncated);
+      EXPECT_EQ(v.text, kChainAnswer);
+    }
+    // One token more: the stop token fits, a success.
+    options.max_new_tokens = static_cast<int64_t>(chain.size()) + 1;
     for (const auto& v : verbalizer.verbalize(h, {0, 1}, options)) EXPECT_FALSE(v.failed) << v.text;
+    // The same answer under a critic template whose AR input exceeds 300 tokens: fails.
+    std::string long_critic = "Summary of the following text:";
+    for (int i = 0; i < kMaxArInputTokens; ++i) long_critic += " a";
+    long_critic += " <text>{explanation}</text> <summary>";
+    Verbalizer long_ar(m, qwen_tokenizer(), 150.0, kActorTemplate, long_critic);
+    for (const auto& v : long_ar.verbalize(h, {0, 1}, options)) EXPECT_EQ(v.failure, kFailArInputTooLong) << v.text;
   }
 }
 
@@ -402,11 +454,11 @@ TEST_F(VerbalizeCli, BadInputExitsTwoWithOneLine) {
     EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
   };
   expect_one_line(run_nla(av_args() + " --layer 2 --out " + dir_->file("never.jsonl")), "no layer 2");
-  EXPECT_FALSE(std::filesystem::exists(dir_->file("never.jsonl")));
+  EXPECT_FALSE(fs::exists(dir_->file("never.jsonl")));
   // The AV's nla_meta.yaml says layer 2, which the store lacks.
-  std::filesystem::create_directories(dir_->file("av_l2"));
+  fs::create_directories(dir_->file("av_l2"));
   for (const char* name : {"config.json", "model.safetensors", "tokenizer.json"})
-    std::filesystem::copy_file(dir_->file(std::string("av/") + name), dir_->file(std::string("av_l2/") + name));
+    fs::copy_file(dir_->file(std::string("av/") + name), dir_->file(std::string("av_l2/") + name));
   write_text(dir_->file("av_l2/nla_meta.yaml"), NlaMeta::defaults("av", 64, 2, 10.0).to_yaml());
   expect_one_line(run_nla("verbalize --av " + dir_->file("av_l2") + " --store " + dir_->file("acts.h5")),
                   "no layer 2");
@@ -416,7 +468,7 @@ TEST_F(VerbalizeCli, BadInputExitsTwoWithOneLine) {
   expect_one_line(width, "width 64");
   EXPECT_NE(width.err.find("d_model 96"), std::string::npos) << width.err;
   // A plain model directory is not an AV checkpoint.
-  std::filesystem::remove(dir_->file("av_l2/nla_meta.yaml"));
+  fs::remove(dir_->file("av_l2/nla_meta.yaml"));
   expect_one_line(run_nla("verbalize --av " + dir_->file("av_l2") + " --store " + dir_->file("acts.h5")),
                   "nla_meta.yaml");
   expect_one_line(run_nla(av_args() + " --samples 0,x"), "option 'samples'");
@@ -431,7 +483,7 @@ TEST_F(VerbalizeCli, BadInputExitsTwoWithOneLine) {
 
 TEST_F(VerbalizeCli, LabelWithAnAvFillsTheDescriptions) {
   // The chain AV on two ranks: every sample gets its (closed) answer.
-  std::filesystem::copy_file(dir_->file("acts.h5"), dir_->file("chain.h5"));
+  fs::copy_file(dir_->file("acts.h5"), dir_->file("chain.h5"));
   auto chain = run_command(kMpi + "2 " + NLA_BINARY + " label --store " + dir_->file("chain.h5") + " --labeler av:" +
                            dir_->file("chain_av") + " --name av --threads 1");
   ASSERT_EQ(chain.exit_status, 0) << chain.err;

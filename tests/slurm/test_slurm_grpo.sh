@@ -38,7 +38,8 @@ sbatch_grpo() {  # sbatch_grpo LOG [sbatch options] -- [nla grpo options]
   shift
   while [[ $1 != -- ]]; do options+=("$1"); shift; done
   shift
-  NLA_BIN=$nla sbatch "${options[@]}" --ntasks=3 --ntasks-per-node=3 --cpus-per-task=1 --output="$work/$log" \
+  # The test Slurm has no GPUs (no gres): --gpus-per-node=0 as on a CPU-only partition.
+  NLA_BIN=$nla sbatch "${options[@]}" --ntasks=3 --ntasks-per-node=3 --gpus-per-node=0 --cpus-per-task=1 --output="$work/$log" \
     --export=ALL slurm/grpo.sh "$work/grpo.ini" --layout split --trainer-ranks 1 --rollout-ranks 1 --reward-ranks 1 "$@"
 }
 

@@ -37,7 +37,9 @@ pool = 5
 coverage-min-cosine = 0.05
 INI
 cd "$repo"
-NLA_BIN=$nla SWEEP_MERGE_WAIT=1 SWEEP_SBATCH_ARGS="--ntasks=2 --output=$work/job-%j.out" \
+# The test Slurm has no GPUs (no gres): --gpus-per-node=0 overrides the script's request,
+# as on a CPU-only partition.
+NLA_BIN=$nla SWEEP_MERGE_WAIT=1 SWEEP_SBATCH_ARGS="--ntasks=2 --gpus-per-node=0 --output=$work/job-%j.out" \
   slurm/submit_sweep.sh "$work/eval.ini" "$work/run" "0-1 2-3"
 cat "$work"/job-*.out >&2
 grep -q "nla-sweep job" "$work"/job-*.out

@@ -3,9 +3,9 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include <filesystem>
 
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/world.hpp"
 #include "nla/store/activation_store.hpp"
 #include "test_support.hpp"
@@ -82,12 +82,12 @@ void write_rounds(ActivationStoreWriter& writer, int max_rounds) {
 
 // A directory every rank agrees on (rank 0 makes it).
 std::string shared_directory(const std::string& name) {
-  std::string path = (std::filesystem::temp_directory_path() / ("nla-store-test-" + name)).string();
+  std::string path = fs::join(fs::temp_directory(), "nla-store-test-" + name);
   char buffer[4096] = {0};
   if (world_rank() == 0) {
     path += "-" + std::to_string(getpid());
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
+    fs::remove_all(path);
+    fs::create_directories(path);
     std::snprintf(buffer, sizeof buffer, "%s", path.c_str());
   }
   MPI_Bcast(buffer, sizeof buffer, MPI_CHAR, 0, MPI_COMM_WORLD);
@@ -134,12 +134,12 @@ TEST(ActivationStore, WrittenByAnyRankCountHoldsExactlyTheRows) {
   {
     ActivationStoreWriter writer(path, test_header(), my_documents(), MPI_COMM_WORLD);
     EXPECT_FALSE(writer.resumed());
-    EXPECT_FALSE(std::filesystem::exists(path)) << "incomplete stores are never at the final path";
+    EXPECT_FALSE(fs::exists(path)) << "incomplete stores are never at the final path";
     write_rounds(writer, -1);
     writer.finish();
   }
   MPI_Barrier(MPI_COMM_WORLD);
-  EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+  EXPECT_FALSE(fs::exists(path + ".partial"));
   expect_store_content(path);  // every rank reads independently
 
   if (world_rank() == 0) {
@@ -151,7 +151,7 @@ TEST(ActivationStore, WrittenByAnyRankCountHoldsExactlyTheRows) {
         << result.out << result.err;
   }
   MPI_Barrier(MPI_COMM_WORLD);
-  if (world_rank() == 0) std::filesystem::remove_all(directory);
+  if (world_rank() == 0) fs::remove_all(directory);
 }
 
 TEST(ActivationStore, ResumesAnInterruptedRunToTheSameContent) {
@@ -162,7 +162,7 @@ TEST(ActivationStore, ResumesAnInterruptedRunToTheSameContent) {
     write_rounds(first, 1);  // then "killed": no finish()
   }
   MPI_Barrier(MPI_COMM_WORLD);
-  EXPECT_TRUE(std::filesystem::exists(path + ".partial"));
+  EXPECT_TRUE(fs::exists(path + ".partial"));
   EXPECT_THROW(ActivationStore{path}, InputError);  // not finished: refused by readers
 
   // A different extraction must not continue this file.
@@ -187,7 +187,7 @@ TEST(ActivationStore, ResumesAnInterruptedRunToTheSameContent) {
   MPI_Barrier(MPI_COMM_WORLD);
   expect_store_content(path);
   MPI_Barrier(MPI_COMM_WORLD);
-  if (world_rank() == 0) std::filesystem::remove_all(directory);
+  if (world_rank() == 0) fs::remove_all(directory);
 }
 
 TEST(ActivationStore, DescriptionsRoundTrip) {
@@ -208,7 +208,7 @@ TEST(ActivationStore, DescriptionsRoundTrip) {
     EXPECT_EQ(reopened.read_descriptions("gold"), descriptions);
     EXPECT_FALSE(reopened.has_descriptions("av"));
     EXPECT_THROW(reopened.read_descriptions("av"), InputError);
-    std::filesystem::remove_all(directory);
+    fs::remove_all(directory);
   }
   MPI_Barrier(MPI_COMM_WORLD);
 }

@@ -3,11 +3,11 @@
 // number (exit 2, one line, no output file left behind).
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "nla/core/fs.hpp"
 #include "test_support.hpp"
 #include "tokenizer_test_util.hpp"
 
@@ -33,10 +33,7 @@ std::string jsonl(const std::vector<std::string>& texts, const std::string& fiel
 
 // Files in `dir` (names only): to see that a failed run left nothing behind.
 std::vector<std::string> files_in(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) names.push_back(entry.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
+  return fs::list_directory(dir);  // sorted
 }
 
 const std::vector<std::string> k_texts = {"Hello world", "", "  spaces\tand\nnewlines\r\n", "日本語のテキスト 🎉",

@@ -4,12 +4,12 @@
 // Also llama.cpp's qwen2 vocab vectors (tests/tools/fetch_llama_vocab_vectors.sh).
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "nla/core/fs.hpp"
 #include "test_support.hpp"
 #include "tokenizer_test_util.hpp"
 
@@ -63,7 +63,7 @@ TEST(TokenizerHf, EveryFixtureCaseMatches) {
 TEST(TokenizerHf, LlamaCppQwen2VocabVectors) {
   std::string dir = repo_path("third_party/llama-vocab");
   std::string inp = dir + "/ggml-vocab-qwen2.gguf.inp", out = dir + "/ggml-vocab-qwen2.gguf.out";
-  if (!std::filesystem::exists(inp) || !std::filesystem::exists(out))
+  if (!fs::exists(inp) || !fs::exists(out))
     GTEST_SKIP() << "llama.cpp vectors not found in " << dir << ": run tests/tools/fetch_llama_vocab_vectors.sh";
   std::string raw = read_text(inp);
   const std::string sep = "\n__ggml_vocab_test__\n";

@@ -1,8 +1,8 @@
 // Shared helpers of the tokenizer tests.
+#include "nla/core/fs.hpp"
 #include "tokenizer_test_util.hpp"
 
 #include <cstdio>
-#include <filesystem>
 
 #include "byte_level.hpp"
 #include "test_support.hpp"
@@ -15,7 +15,7 @@ std::string qwen_tokenizer_path() { return repo_path("models/tokenizer.json"); }
 const tokenizer::Tokenizer& qwen_tokenizer() {
   static const tokenizer::Tokenizer tok = [] {
     std::string path = qwen_tokenizer_path();
-    if (!std::filesystem::exists(path)) {
+    if (!fs::exists(path)) {
       ADD_FAILURE() << path << " is missing: run scripts/setup.sh";
       throw std::runtime_error("missing " + path);
     }

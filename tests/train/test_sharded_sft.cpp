@@ -12,7 +12,6 @@
 #include <mpi.h>
 #include <torch/torch.h>
 
-#include <filesystem>
 #include <map>
 
 #include "nla/io/safetensors.hpp"

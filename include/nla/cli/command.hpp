@@ -6,6 +6,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,15 +14,25 @@
 
 namespace nla::cli {
 
+// What a command that runs a model resolved from its device options (nla/dist/device.hpp).
+struct ComputeRecord {
+  std::string device;                 // rank 0's: "cpu" | "cuda:0"
+  std::string device_name;            // the GPU's name; "" on the CPU
+  std::string precision;              // "fp32" | "bf16"
+  std::optional<bool> deterministic;  // the trainers' --deterministic
+};
+
 // What every command gets when it runs.
 struct RunContext {
   std::string command;         // "tokenize"
   std::string command_line;    // the argv, shell-quoted
   std::string resolved_config; // INI text of every option and its value
   std::string version;         // NLA_VERSION_FULL
+  std::optional<ComputeRecord> compute;  // set by commands that run a model (with_compute)
 
   // {"nla_version": ..., "command_line": ..., "config": ...} as one JSON object: every
-  // output records what made it.
+  // output records what made it; with `compute` also "device", "device_name" (null on the
+  // CPU), "precision" and, for trainers, "deterministic".
   std::string provenance_json() const;
   // Rank 0 prints the version, command line and resolved configuration. Long-running
   // commands call it once their inputs are validated (so a bad input stays one line).

@@ -8,6 +8,9 @@
 //   - CUDA tensors: NCCL, created on first use from a unique id made on rank 0 and
 //     broadcast over the MPI communicator; calls are enqueued on the tensor's current
 //     stream (stream-ordered, as LibTorch ops are). Only in builds with NLA_WITH_CUDA.
+//     Where two ranks of the group share a GPU (NCCL refuses that: e.g. GRPO's split
+//     layout on a one-GPU machine), or the build has no NCCL, CUDA tensors go through the
+//     MPI path by host copies instead (blocking, slower, the same results).
 // Every call is collective over the group (send/recv are point-to-point): all ranks call
 // it in the same order with tensors of the same dtype, device kind and size.
 //

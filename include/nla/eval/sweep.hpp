@@ -65,7 +65,8 @@ struct SweepOptions {
   std::string var_nrm_source = "auto";  // auto: the AR's nla_meta.yaml, else the layer's; meta | layer
   std::string av_descriptions;     // "": generate with the AV; NAME: /descriptions/NAME of the store (labeler oracle)
   int64_t max_tokens = 256;        // AR inputs keep their last N tokens
-  std::string device = "cpu";
+  std::string device = "auto";     // auto | cpu | cuda | cuda:N (nla/dist/device.hpp)
+  std::string precision = "auto";  // auto (bf16 on a GPU, fp32 on the CPU) | fp32 | bf16: the AV's and AR's dtype
   bool overwrite = false;
   CoverageOptions coverage;        // several anchors only: RUN/coverage.csv
 };

@@ -32,6 +32,8 @@ struct ExtractOptions {
   int64_t doc_offset = 0;            // ... starting at this one: offsets 0 and 1 give disjoint subsamples
   int64_t seed = 0;
   int64_t batch_docs = 8;            // documents per forward batch
+  std::string device = "auto";       // auto | cpu | cuda | cuda:N: each rank its local GPU (nla/dist/device.hpp)
+  std::string precision = "auto";    // the model's dtype (auto: bf16 on a GPU); stored activations are fp32
   std::string out = "acts.h5";
   bool overwrite = false;            // replace an existing complete store
   int64_t kill_after_batches = -1;   // testing: SIGKILL rank 0 after this many batches

@@ -10,9 +10,10 @@
 //                generate  rollout ranks: K samples per activation (seed f(seed, s, row, j))
 //                score     reward ranks: reward = -mse_nrm(AR(description), h), failed -2
 //                update    trainers: advantages, log-probs recomputed (policy and reference),
-//                          clipped-ratio + k3 loss, token mean over the global batch, AdamW;
+//                          clipped-ratio + KL (k3 or k1) loss, each sample's token mean then
+//                          the mean over samples (or the token mean), AdamW (0.9, 0.95);
 //                          every ar_refresh_every steps ar_refresh_steps AR updates on the
-//                          freshest successful (description, activation) pairs
+//                          successful (explanation, activation) pairs since the last refresh
 //                sync      new AV to the rollout ranks, new AR to the reward ranks
 //                metrics   metrics.jsonl + one step line; checkpoints every N steps
 //                eval      (--eval-store) the policy and the SFT AV on the same held-out
@@ -40,7 +41,11 @@ struct GrpoOptions {
   std::string ar;          // AR checkpoint (nla train-ar): the reward model, trained on
   std::string tokenizer;   // "" = the AV's
   std::string out;         // run directory: config.ini, provenance.json, metrics.jsonl, eval.jsonl, av/, ar/, trainer_state/
-  std::string device = "cpu";
+  // device and precision (nla/dist/device.hpp): the trainers compute in the precision (fp32
+  // master weights), the rollout AV generates in it, the reward AR scores in fp32
+  std::string device = "auto";
+  std::string precision = "auto";
+  bool deterministic = false;          // deterministic algorithms only (bit-identical resumes on a GPU)
   // ranks
   std::string layout = "colocate";  // colocate | split
   int trainer_ranks = 1, rollout_ranks = 1, reward_ranks = 1;  // split only
@@ -55,13 +60,15 @@ struct GrpoOptions {
   int64_t max_new_tokens = 150;        // DESIGN: at most 150
   int64_t rollout_batch = 8;           // activations per generation chunk (K sequences each)
   int64_t score_batch = 32;            // samples per AR scoring chunk
-  int64_t ar_max_tokens = 256;         // AR inputs keep their last N tokens
+  int64_t ar_max_tokens = 300;         // AR inputs keep their last N tokens (successful samples have <= 300)
   // AV update
   double lr = 1e-5;
   double weight_decay = 0.0;
   double grad_clip = 1.0;              // 0: off
   double clip_eps = 0.2;
   double kl_coef = 0.01;
+  std::string kl_estimator = "k3";     // k3 (pulls toward the SFT AV) | k1 (the authors' stack: inert in expectation)
+  std::string loss_aggregation = "sequence";  // sequence (each sample's token mean, then the mean: the authors') | token
   bool advantage_std = true;           // divide advantages by the group's std
   int64_t ppo_epochs = 1;              // optimizer steps on each step's rollouts
   bool freeze_embeddings = false;      // the AV's token embedding (and tied LM head) is not trained
@@ -69,7 +76,9 @@ struct GrpoOptions {
   // AR refresh
   int64_t ar_refresh_every = 1;        // 1: every step (the authors); 10: the seed's schedule; 0: frozen AR
   int64_t ar_refresh_steps = 1;        // AR optimizer steps per refresh
-  int64_t ar_batch = 32;               // pairs per AR step (global)
+  int64_t ar_batch = 0;                // pairs per AR step (global); 0: every successful sample since the
+                                       // last refresh (the authors': all of the step's)
+  int64_t ar_micro_batch = 16;         // AR rows per forward on one trainer rank (accumulated)
   double ar_lr = 1e-5;
   // held-out evaluation (eval.jsonl): K samples per activation from the policy and from the
   // SFT AV, the same activations and sampling seeds, scored by the current AR

@@ -11,9 +11,11 @@
 //   extraction: {injection_scale: 150.0, mse_scale: 59.87, var_nrm: 0.81 (nla:)}
 //   tokens: {injection_char, injection_token_id, injection_left_neighbor_id,
 //            injection_right_neighbor_id, critic_suffix_ids: [...]}
-//   prompt_templates: {actor: "...{marker}...", critic: "...{description}..."}
+//   prompt_templates: {actor: "...{injection_char}...", critic: "...{explanation}..."}
 //   critic: {extraction_layer_index: 20}
 //   nla: {base_model: DIR}
+// Also read: the authors' training-time form (role actor | critic, extraction_layer_index
+// at the top level) and nla's own older templates ({marker}, {description}).
 #pragma once
 
 #include <cstdint>

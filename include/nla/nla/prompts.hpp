@@ -4,8 +4,11 @@
 //   AV: one user turn through the chat template (generation prompt added); the marker
 //       character U+320E sits between "<concept>" and "</concept>" and its input embedding is
 //       replaced by h * s / |h|.
-//   AR: the raw string "Summary of the following text: <text>{description}</text> <summary>",
-//       no chat template; h_hat is read at its last token.
+//   AR: the raw string "Summary of the following text: <text>{explanation}</text> <summary>",
+//       no chat template; h_hat is read at its last token. {explanation} is the bare text
+//       between the answer's tags (see parse_answer), never the tags themselves.
+// The placeholders are the authors' (their loader calls actor_template.format(injection_char=
+// ...)); templates that nla wrote before 2026-12 say {marker} and {description}, and load too.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -25,9 +28,9 @@ inline constexpr int64_t kInjectionRightNeighborId = 522;  // "</" of "</concept
 // The last five ids of every AR input in Qwen2.5: "text", ">", " <", "summary", ">".
 inline const std::vector<int64_t> kCriticSuffixIds = {1318, 29, 366, 1708, 29};
 
-// The AV user message with `{marker}` standing for the injection character.
+// The AV user message with `{injection_char}` standing for the injection character.
 extern const char* const kActorTemplate;
-// The AR input with `{description}` standing for the description.
+// The AR input with `{explanation}` standing for the explanation.
 extern const char* const kCriticTemplate;
 
 // The user message text: kActorTemplate (or `actor_template`) with the marker put in.
@@ -48,8 +51,8 @@ AvPrompt av_prompt(const tokenizer::Tokenizer& tokenizer, const std::string& act
 // The injected vectors: h * s / |h| computed in fp32. h: (N, d) any float dtype -> (N, d) fp32.
 at::Tensor injection_vectors(const at::Tensor& h, double injection_scale);
 
-// "Summary of the following text: <text>{description}</text> <summary>"
-std::string ar_input_text(const std::string& description, const std::string& critic_template = kCriticTemplate);
+// "Summary of the following text: <text>{explanation}</text> <summary>"
+std::string ar_input_text(const std::string& explanation, const std::string& critic_template = kCriticTemplate);
 std::vector<tokenizer::TokenId> ar_input_ids(const tokenizer::Tokenizer& tokenizer, const std::string& description,
                                              const std::string& critic_template = kCriticTemplate);
 

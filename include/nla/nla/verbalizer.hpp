@@ -2,8 +2,11 @@
 //
 // Each activation h is rescaled to h * s / |h| (fp32) and replaces the input embedding of
 // the marker token in the AV prompt; the KV-cache generator continues the prompt. The
-// answer is "<explanation>\n...\n</explanation>"; a sample that does not close the tag
-// within max_new_tokens is failed (GRPO gives it reward -2; the AR never trains on it).
+// answer is "<explanation>\n...\n</explanation>"; the AR reads the bare explanation between
+// the tags. A sample fails (GRPO gives it reward -2; the AR never trains on it) when it has
+// no closed tag, when the token limit stopped it, or when its AR input exceeds 300 tokens,
+// as in the authors' code (a truncated answer that still closed its tag counted as a
+// success would let answer length drift upward).
 // Used by `nla verbalize`, `nla label --labeler av:DIR`, GRPO rollouts and `nla eval`.
 #pragma once
 
@@ -11,6 +14,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,26 +40,54 @@ struct VerbalizeOptions {
   int64_t batch = 32;                  // sequences per generator call
 };
 
+// The authors' cap on an AR input: a sample whose AR input is longer fails.
+inline constexpr int64_t kMaxArInputTokens = 300;
+
+// Why a sample failed ("" when it did not).
+inline constexpr const char* kFailNoClosedTag = "no closed <explanation> tag";
+inline constexpr const char* kFailTruncated = "truncated by the token limit";
+inline constexpr const char* kFailArInputTooLong = "AR input over 300 tokens";
+
 struct Verbalization {
   int64_t sample_id = 0;             // the caller's id of the activation (e.g. its store row)
   int64_t sample_index = 0;          // j in 0..K-1
   std::vector<int64_t> tokens;       // generated ids (the stop token included when present)
   std::string text;                  // decoded generated text (stop tokens <|im_end|>, <|endoftext|> excluded)
-  std::string description;           // "<explanation>\n...\n</explanation>", "" when failed
-  bool failed = true;                // no closed answer tag
+  std::string description;           // the answer "<explanation>...</explanation>" (tags kept: what AV SFT
+                                     // trains on and `label av:` stores); "" when failed
+  std::string explanation;           // the bare text between the tags, stripped: what the AR reads; "" when failed
+  bool failed = true;
+  std::string failure;               // kFail...: why it failed; "" when it did not
 };
 
-// The answer in `text`: from the first "<explanation>" to the first "</explanation>" after
-// it, both tags included; "" when there is none. Leading whitespace before the tag is allowed;
-// anything after the closing tag is dropped. Text before the opening tag is not the format:
-// "" (failed). A second "<explanation>" inside the answer is kept as text.
-std::string parse_answer(const std::string& text);
+// The answer in `text`, as the authors parse it: the first "<explanation>" anywhere and the
+// first "</explanation>" after it. `answer` spans both tags; `explanation` is the text between
+// them with surrounding white space stripped (a second "<explanation>" inside stays text).
+// nullopt when there is no closed tag.
+struct ParsedAnswer {
+  std::string answer;
+  std::string explanation;
+};
+std::optional<ParsedAnswer> parse_answer(const std::string& text);
+
+// What the AR reads for a stored or given description: its explanation when it holds a closed
+// tag, else the whole text; stripped of surrounding white space. Gold descriptions are stored
+// as answers (tags kept, for AV SFT); every AR input goes through this.
+std::string explanation_text(const std::string& description);
+
+// The failure rule of DESIGN section 1 for one generated answer: "" (a success) or kFail....
+// `stopped` says whether generation ended on a stop token (else the token limit cut it).
+std::string failure_of(const std::optional<ParsedAnswer>& parsed, bool stopped, const tokenizer::Tokenizer& tokenizer,
+                       const std::string& critic_template);
 
 class Verbalizer {
  public:
   // `model` is the AV (full model with head); `injection_scale` s from nla_meta.yaml.
+  // `critic_template` (the checkpoint's prompt_templates.critic) sizes the AR input for the
+  // failure rule.
   Verbalizer(const model::Qwen2Model& model, const tokenizer::Tokenizer& tokenizer, double injection_scale,
-             const std::string& actor_template = kActorTemplate);
+             const std::string& actor_template = kActorTemplate,
+             const std::string& critic_template = kCriticTemplate);
 
   const AvPrompt& prompt() const { return prompt_; }
   double injection_scale() const { return injection_scale_; }
@@ -71,6 +103,7 @@ class Verbalizer {
   const model::Qwen2Model& model_;
   const tokenizer::Tokenizer& tokenizer_;
   double injection_scale_;
+  std::string critic_template_;
   AvPrompt prompt_;
 };
 

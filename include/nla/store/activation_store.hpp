@@ -2,6 +2,7 @@
 //
 //   /                     attrs: format="nla-activations", version, model, model_config,
 //                                tokenizer_sha256, seed, positions_per_doc, created_by,
+//                                device, device_name, precision (optional: newer stores),
 //                                hidden_size, layers (JSON list), skipped (JSON counts),
 //                                complete (1 once every row is written)
 //   /docs/text, /docs/id, /docs/source     vlen UTF-8 [n_docs]
@@ -39,6 +40,9 @@ struct StoreHeader {
   std::string model_config;      // config.json text
   std::string tokenizer_sha256;
   std::string created_by;        // nla version + command line
+  std::string device;            // what extraction ran on (rank 0's): "cpu" | "cuda:0"; "" in older stores
+  std::string device_name;       // the GPU's name; "" on the CPU
+  std::string precision;         // the model's dtype: "fp32" | "bf16" (activations are stored fp32)
   int64_t seed = 0;
   int64_t positions_per_doc = 0;
   int64_t hidden_size = 0;

@@ -35,8 +35,9 @@ struct SftOptions {
   std::string tokenizer;             // "" = the model's
   std::string descriptions = "gold"; // /descriptions/<name>
   std::string out;                   // run directory: metrics.jsonl, ar/ or av/, trainer_state/
-  std::string device = "cpu";        // cpu | cuda | cuda:N (cuda: the local rank's device)
+  std::string device = "auto";       // auto | cpu | cuda | cuda:N (nla/dist/device.hpp)
   std::string precision = "auto";    // auto (bf16 compute on GPU, fp32 on CPU) | fp32 | bf16
+  bool deterministic = false;        // deterministic algorithms only (dist::use_deterministic_algorithms)
   int64_t steps = 200;
   int64_t batch = 16;                // rows per optimizer step, over all ranks
   int64_t micro_batch = 0;           // rows per forward on one rank (0: the rank's whole share)
@@ -50,6 +51,8 @@ struct SftOptions {
   int64_t save_every = 0;            // trainer_state/ every N steps (0: at the end only)
   bool per_block = false;            // FSDP per-block gathering with recomputation
   bool freeze_embeddings = false;    // AV: the token embedding (and a tied LM head) is not trained
+  std::string loss_aggregation = "sequence";  // AV: sequence (each answer's token mean, then the mean
+                                              // over answers: the authors') | token (sum / tokens)
   int64_t max_tokens = 256;          // AR inputs keep their last N tokens; AV answers are cut to N
   double validation_fraction = 0.1;  // of the documents
   double injection_scale = 0;        // s; 0 = the training rows' mean norm, rounded up

@@ -28,6 +28,18 @@
 
 namespace nla::train {
 
+// The NLA's one optimizer configuration (DESIGN section 1, as the authors train): AdamW with
+// betas (0.9, 0.95) and eps 1e-8, for the AR and the AV, in SFT and in GRPO alike.
+inline dist::AdamWOptions nla_adamw(double lr, double weight_decay) {
+  dist::AdamWOptions options;
+  options.lr = lr;
+  options.beta1 = 0.9;
+  options.beta2 = 0.95;
+  options.eps = 1e-8;
+  options.weight_decay = weight_decay;
+  return options;
+}
+
 class ShardedReconstructor {
  public:
   ShardedReconstructor(autoencoder::Reconstructor ar, dist::Communicator comm, dist::FsdpOptions options = {});
@@ -84,9 +96,10 @@ class ShardedVerbalizer {
   // answer window only (B, A, V), not over the prompt.
   using LogprobLoss = std::function<at::Tensor(const at::Tensor& token_logprobs)>;
   double accumulate_gradients(const AvBatch& batch, const LogprobLoss& loss_fn);
-  // SFT: loss_scale * (summed cross-entropy over the answer tokens). Returns per-row
-  // (summed cross-entropy, answer token count) as (B, 2) float64 on the CPU.
-  at::Tensor accumulate_sft_gradients(const AvBatch& batch, double loss_scale);
+  // SFT: loss_scale * (the rows' summed cross-entropy over their answer tokens; with
+  // `sequence_mean`, each row's mean over its tokens instead). Returns per-row (that row's
+  // loss, answer token count) as (B, 2) float64 on the CPU.
+  at::Tensor accumulate_sft_gradients(const AvBatch& batch, double loss_scale, bool sequence_mean = false);
   // (B, A) fp32 token log-probs as above, no gradient.
   at::Tensor token_logprobs(const AvBatch& batch);
   // A plain model with the full parameters in the compute dtype, on every rank (rollouts).

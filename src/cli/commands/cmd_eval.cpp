@@ -2,11 +2,12 @@
 // (--av A,B --ar C,D: one run per anchor in RUN/anchor_<L>/ + RUN/coverage.csv); nla
 // eval-merge: part run directories of one sweep (split by layer blocks, e.g. a Slurm array)
 // -> one run directory.
-#include <filesystem>
 #include <sstream>
 
+#include "device_options.hpp"
 #include "nla/cli/command.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
 #include "nla/eval/anchors.hpp"
@@ -66,7 +67,7 @@ class EvalCommand : public Command {
     options.add("eval", "av-descriptions", &o_.av_descriptions,
                 "\"\": the AV writes the av descriptions; NAME: take /descriptions/NAME of the store instead (scores a labeler)");
     options.add("eval", "max-tokens", &o_.max_tokens, "AR inputs keep their last N tokens");
-    options.add("eval", "device", &o_.device, "cpu | cuda (the local rank's GPU) | cuda:N | auto (cuda when visible)");
+    declare_device_options(options, "eval", o_.device, o_.precision);
     options.add("eval", "overwrite", &o_.overwrite,
                 "replace an existing RUN/results.h5 (several anchors: their runs and RUN/coverage.json)");
     options.add("eval", "coverage-layers", &o_.coverage.layers,
@@ -75,11 +76,12 @@ class EvalCommand : public Command {
                 "several anchors: a layer is covered by an anchor whose mean av cosine there is >= this");
   }
 
-  void run(const RunContext& context) override {
+  void run(const RunContext& given) override {
+    const RunContext context = with_compute(given, dist::resolve_compute(o_.device, o_.precision));
     const std::string created_by = context.version + " | " + context.command_line;
     auto record = [&](const std::string& dir, const RunContext& what) {
       run_on_root(MPI_COMM_WORLD, [&] {
-        std::filesystem::create_directories(dir);
+        fs::create_directories(dir);
         what.save_to_directory(dir);
       });
     };

@@ -1,4 +1,5 @@
 // nla extract: corpus -> activation store (HDF5), collectively on every rank.
+#include "device_options.hpp"
 #include "nla/cli/command.hpp"
 #include "nla/core/log.hpp"
 #include "nla/extract/extract.hpp"
@@ -29,14 +30,17 @@ class ExtractCommand : public Command {
     options.add("extract", "doc-offset", &o_.doc_offset, "first document kept by doc-stride (offsets differ: disjoint subsamples, e.g. held-out texts)");
     options.add("extract", "seed", &o_.seed, "seed of the position sampling (with the document id)");
     options.add("extract", "batch-docs", &o_.batch_docs, "documents per forward batch");
+    declare_device_options(options, "extract", o_.device, o_.precision);
     options.add("extract", "out", &o_.out, "activation store to write (resumes <out>.partial when present)");
     options.add("extract", "overwrite", &o_.overwrite, "replace an existing complete store");
     options.add("extract", "kill-after-batches", &o_.kill_after_batches, "testing: SIGKILL rank 0 after this many rounds");
   }
 
   void run(const RunContext& context) override {
+    // The store records the device and precision as attributes (extract.cpp); the log too.
+    const auto recorded = with_compute(context, dist::resolve_compute(o_.device, o_.precision));
     auto summary = extract::run_extraction(o_, context.version + " | " + context.command_line,
-                                           [&] { context.announce(); });
+                                           [&] { recorded.announce(); });
     log_info("extract: wrote %s: %lld samples of %lld documents, %.0f tokens/s over %.1f s%s", o_.out.c_str(),
              static_cast<long long>(summary.samples), static_cast<long long>(summary.documents),
              summary.seconds > 0 ? summary.tokens / summary.seconds : 0.0, summary.seconds,

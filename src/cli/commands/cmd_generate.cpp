@@ -1,17 +1,16 @@
 // nla generate: continue one prompt (text, optionally through the chat template, or ids)
 // with the KV-cache generator; a quick check of a checkpoint. stdout gets the
 // continuation, then a line "ids: ..." with its token ids.
-#include <ATen/Context.h>
-
 #include <cstdio>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 
+#include "device_options.hpp"
 #include "nla/cli/command.hpp"
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
 #include "nla/model/generate.hpp"
@@ -19,8 +18,6 @@
 #include "nla/tokenizer/tokenizer.hpp"
 
 namespace nla::cli {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -84,23 +81,20 @@ class GenerateCommand : public Command {
     options.add("generate", "top-p", &top_p_, "nucleus sampling mass (1: off)");
     options.add("generate", "seed", &seed_, "sampling seed");
     options.add("generate", "stop", &stop_, "stop token ids (\"\": eos_token_id of generation_config.json)");
-    options.add("generate", "device", &device_, "auto | cpu | cuda (auto: cuda in bf16 when present, else cpu fp32)");
+    declare_device_options(options, "generate", device_, precision_);
   }
 
   void run(const RunContext& context) override {
+    const auto compute = dist::resolve_compute(device_, precision_);  // collective: every rank is here
     NLA_CHECK_INPUT(!model_.empty(), "option 'model': a checkpoint directory is required");
     NLA_CHECK_INPUT(max_new_tokens_ >= 1, "option 'max-new-tokens': expected >= 1, got ", max_new_tokens_);
     NLA_CHECK_INPUT(temperature_ >= 0, "option 'temperature': expected >= 0, got ", temperature_);
     NLA_CHECK_INPUT(top_p_ > 0 && top_p_ <= 1, "option 'top-p': expected in (0, 1], got ", top_p_);
-    NLA_CHECK_INPUT(device_ == "auto" || device_ == "cpu" || device_ == "cuda",
-                    "option 'device': expected auto, cpu or cuda, got '", device_, "'");
     NLA_CHECK_INPUT(!(ids_ && chat_), "options 'ids' and 'chat' exclude each other");
     run_on_root(MPI_COMM_WORLD, [&] {
-      bool cuda = device_ == "cuda" || (device_ == "auto" && at::hasCUDA());
-      NLA_CHECK_INPUT(!cuda || at::hasCUDA(), "option 'device': cuda asked for, but no CUDA device is available");
       model::LoadOptions load;
-      load.device = cuda ? c10::Device(c10::DeviceType::CUDA) : c10::Device(c10::DeviceType::CPU);
-      load.dtype = cuda ? at::kBFloat16 : at::kFloat;
+      load.device = compute.device;
+      load.dtype = compute.dtype;
       // Config and tokenizer first: cheap checks before the weights are read.
       model::Qwen2Config config = model::Qwen2Config::from_file(model_);
       std::optional<tokenizer::Tokenizer> tok;
@@ -140,8 +134,9 @@ class GenerateCommand : public Command {
       }
       std::printf("ids: %s\n", ids_text.c_str());
       std::fflush(stdout);
-      log_info("%zu prompt tokens, %zu new tokens, finished by %s", prompt_ids.size(), tokens.size(),
-               result.finish_reasons[0].c_str());
+      log_info("%zu prompt tokens, %zu new tokens, finished by %s | device %s, precision %s", prompt_ids.size(),
+               tokens.size(), result.finish_reasons[0].c_str(), compute.device_label().c_str(),
+               compute.precision_label().c_str());
       (void)context;
     });
   }
@@ -157,6 +152,7 @@ class GenerateCommand : public Command {
   int64_t seed_ = 0;
   std::string stop_;
   std::string device_ = "auto";
+  std::string precision_ = "auto";
 };
 
 std::unique_ptr<Command> make_generate_command() { return std::make_unique<GenerateCommand>(); }

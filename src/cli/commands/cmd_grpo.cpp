@@ -1,4 +1,5 @@
 // nla grpo: RL of the verbalizer against a live reconstructor (src/grpo/, grpo.hpp).
+#include "device_options.hpp"
 #include "nla/cli/command.hpp"
 #include "nla/grpo/grpo.hpp"
 
@@ -17,7 +18,8 @@ class GrpoCommand : public Command {
     options.add(s, "ar", &o_.ar, "AR checkpoint (nla train-ar): the reward model, kept learning");
     options.add(s, "tokenizer", &o_.tokenizer, "tokenizer.json or its directory (\"\": the AV's)");
     options.add(s, "out", &o_.out, "run directory: config.ini, provenance.json, metrics.jsonl, eval.jsonl, av/, ar/, trainer_state/");
-    options.add(s, "device", &o_.device, "cpu | cuda (the local rank's GPU) | cuda:N | auto (cuda when visible)");
+    declare_device_options(options, s, o_.device, o_.precision);
+    options.add(s, "deterministic", &o_.deterministic, dist::kDeterministicHelp);
     options.add(s, "layout", &o_.layout, "colocate (every role on every rank) | split (role groups, sizes below)");
     options.add(s, "trainer-ranks", &o_.trainer_ranks, "split: ranks holding the sharded AV and AR (world ranks 0..)");
     options.add(s, "rollout-ranks", &o_.rollout_ranks, "split: ranks generating descriptions (after the trainers)");
@@ -31,12 +33,19 @@ class GrpoCommand : public Command {
     options.add(s, "max-new-tokens", &o_.max_new_tokens, "answer cap (<= 150); a sample without </explanation> fails (reward -2)");
     options.add(s, "rollout-batch", &o_.rollout_batch, "activations per generation chunk (K sequences each)");
     options.add(s, "score-batch", &o_.score_batch, "samples per AR scoring chunk");
-    options.add(s, "ar-max-tokens", &o_.ar_max_tokens, "AR inputs keep their last N tokens");
+    options.add(s, "ar-max-tokens", &o_.ar_max_tokens,
+                "AR inputs keep their last N tokens (a sample whose AR input exceeds 300 tokens has failed)");
     options.add(s, "lr", &o_.lr, "AV learning rate (AdamW)");
     options.add(s, "weight-decay", &o_.weight_decay, "AdamW weight decay (AV and AR)");
     options.add(s, "grad-clip", &o_.grad_clip, "clip the global gradient norm to this (0: off)");
     options.add(s, "clip-eps", &o_.clip_eps, "ratio clip: [1 - eps, 1 + eps]");
-    options.add(s, "kl-coef", &o_.kl_coef, "weight of the k3 KL to the frozen SFT AV");
+    options.add(s, "kl-coef", &o_.kl_coef, "weight of the KL to the frozen SFT AV in the loss");
+    options.add(s, "kl-estimator", &o_.kl_estimator,
+                "k3: exp(ref - logp) - (ref - logp) - 1, pulls toward the SFT AV | k1: logp - ref, the authors' "
+                "stack's default (its expected gradient on-policy is zero)");
+    options.add(s, "loss-aggregation", &o_.loss_aggregation,
+                "sequence: the loss's mean over each sample's tokens, then over the samples (the authors') | "
+                "token: the sum over every token of the step / its tokens (nla before 2026-12)");
     options.add(s, "advantage-std", &o_.advantage_std, "divide advantages by the group's std (false: mean-centred only)");
     options.add(s, "ppo-epochs", &o_.ppo_epochs, "AV optimizer steps on each step's rollouts");
     options.add(s, "freeze-embeddings", &o_.freeze_embeddings,
@@ -44,7 +53,10 @@ class GrpoCommand : public Command {
     options.add(s, "train-batch", &o_.train_batch, "micro-batch rows per trainer rank (memory)");
     options.add(s, "ar-refresh-every", &o_.ar_refresh_every, "AR updates every N steps (1: every step; 0: frozen AR)");
     options.add(s, "ar-refresh-steps", &o_.ar_refresh_steps, "AR optimizer steps per refresh");
-    options.add(s, "ar-batch", &o_.ar_batch, "freshest successful (description, activation) pairs per AR step");
+    options.add(s, "ar-batch", &o_.ar_batch,
+                "pairs per AR step: 0 = every successful (explanation, activation) pair since the last refresh "
+                "(the authors': all of the step's); N = the freshest N");
+    options.add(s, "ar-micro-batch", &o_.ar_micro_batch, "AR rows per forward on one trainer rank (memory)");
     options.add(s, "ar-lr", &o_.ar_lr, "AR learning rate (AdamW)");
     options.add(s, "eval-store", &o_.eval_store,
                 "held-out activation store: the policy and the SFT AV sampled on the same activations with the same "
@@ -59,10 +71,11 @@ class GrpoCommand : public Command {
   }
 
   void run(const RunContext& context) override {
+    const auto recorded = with_compute(context, dist::resolve_compute(o_.device, o_.precision), o_.deterministic);
     grpo::GrpoRunInfo info;
     info.on_start = [&] {
-      context.announce();
-      context.save_to_directory(o_.out);
+      recorded.announce();
+      recorded.save_to_directory(o_.out);
     };
     grpo::run_grpo(o_, info);
   }

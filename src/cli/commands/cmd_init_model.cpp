@@ -5,20 +5,18 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "nla/cli/command.hpp"
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
 #include "nla/model/qwen2.hpp"
 #include "nla/model/qwen2_config.hpp"
 
 namespace nla::cli {
-
-namespace fs = std::filesystem;
 
 class InitModelCommand : public Command {
  public:
@@ -49,14 +47,14 @@ class InitModelCommand : public Command {
     NLA_CHECK_INPUT(max_shard_mb_ > 0, "option 'max-shard-mb': expected > 0, got ", max_shard_mb_);
     if (!dtype_.empty()) config.torch_dtype = dtype_;
     auto dtype = model::dtype_from_config_name(config.torch_dtype, "option 'dtype'");
-    fs::path tokenizer_json = bundled_file(tokenizer_);
-    fs::path tokenizer_config = tokenizer_json.parent_path() / "tokenizer_config.json";
+    const std::string tokenizer_json = bundled_file(tokenizer_);
+    const std::string tokenizer_config = fs::join(fs::parent(tokenizer_json), "tokenizer_config.json");
     NLA_CHECK_INPUT(fs::is_regular_file(tokenizer_json), "option 'tokenizer': ", tokenizer_, ": no such file");
-    NLA_CHECK_INPUT(fs::is_regular_file(tokenizer_config), "option 'tokenizer': ", tokenizer_config.string(),
+    NLA_CHECK_INPUT(fs::is_regular_file(tokenizer_config), "option 'tokenizer': ", tokenizer_config,
                     ": no such file (expected beside tokenizer.json)");
     if (fs::exists(out_)) {
-      bool empty = fs::is_directory(out_) && fs::is_empty(out_);
-      bool checkpoint = fs::exists(fs::path(out_) / "config.json");
+      bool empty = fs::is_empty_directory(out_);
+      bool checkpoint = fs::exists(fs::join(out_, "config.json"));
       NLA_CHECK_INPUT(empty || (overwrite_ && checkpoint), "option 'out': ", out_,
                       overwrite_ ? " exists and is not a checkpoint directory" : " exists (use --overwrite)");
     }
@@ -84,8 +82,11 @@ class InitModelCommand : public Command {
         if (fs::exists(out_)) fs::remove_all(out_);
         fs::rename(temp, out_);
       } catch (...) {
-        std::error_code ignored;
-        fs::remove_all(temp, ignored);
+        try {
+          fs::remove_all(temp);
+        } catch (const std::exception&) {
+          // best effort: the error being propagated is the one to report
+        }
         throw;
       }
       log_info("wrote %s", out_.c_str());

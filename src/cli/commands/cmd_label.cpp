@@ -4,11 +4,11 @@
 // created_by, labeler, failed).
 #include <ATen/ATen.h>
 
-#include <filesystem>
-
+#include "device_options.hpp"
 #include "nla/cli/command.hpp"
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
 #include "nla/core/world.hpp"
@@ -40,7 +40,7 @@ class LabelCommand : public Command {
     options.add("label", "seed", &seed_, "av: row r is sampled with a seed from (seed, r)");
     options.add("label", "max-new-tokens", &max_new_tokens_, "av: cap on the answer; unclosed answers are stored as \"\"");
     options.add("label", "batch", &batch_, "av: sequences per generator call");
-    options.add("label", "device", &device_, "av: cpu | cuda (bf16, the local rank's GPU) | cuda:N | auto (cuda when visible)");
+    declare_device_options(options, "label", device_, precision_, "av: ");
   }
 
   void run(const RunContext& context) override {
@@ -89,7 +89,9 @@ class LabelCommand : public Command {
   // av:DIR: every row verbalized at the AV's layer (greedy by default), one sample per row.
   // A failed sample (no closed <explanation> within max-new-tokens) is stored as "" and
   // counted; trainers skip empty descriptions.
-  void label_with_av(const RunContext& context) {
+  void label_with_av(const RunContext& given) {
+    const auto compute = dist::resolve_compute(device_, precision_);  // collective: every rank is here
+    const auto context = with_compute(given, compute);  // the dataset's created_by records it
     const std::string av_dir = labeler_.substr(3);
     NLA_CHECK_INPUT(!av_dir.empty(), "option 'labeler': expected av:DIR with an AV checkpoint directory");
     NLA_CHECK_INPUT(temperature_ >= 0, "option 'temperature': expected >= 0, got ", temperature_);
@@ -99,7 +101,6 @@ class LabelCommand : public Command {
     NLA_CHECK_INPUT(seed_ >= 0, "option 'seed': expected >= 0, got ", seed_);
     // Input checks on rank 0 first: a bad input is one line and exit 2.
     run_on_root(MPI_COMM_WORLD, [&] {
-      dist::device_kind(device_);
       store::ActivationStore acts(store_);
       autoencoder::av_store_layer(autoencoder::NlaMeta::read(av_dir), av_dir, acts, layer_);
     });
@@ -110,11 +111,11 @@ class LabelCommand : public Command {
       store::ActivationStore acts(store_);
       layer = autoencoder::av_store_layer(meta, av_dir, acts, layer_);
       model::LoadOptions load;
-      load.device = dist::resolve_device(device_);  // collective: every rank is here
-      if (load.device.is_cuda()) load.dtype = at::kBFloat16;
+      load.device = compute.device;
+      load.dtype = compute.dtype;
       auto av = autoencoder::load_av(av_dir, load);
       auto tok = tokenizer::Tokenizer::from_file(av_dir);
-      autoencoder::Verbalizer verbalizer(av, tok, meta.injection_scale, meta.actor_template);
+      autoencoder::Verbalizer verbalizer(av, tok, meta.injection_scale, meta.actor_template, meta.critic_template);
       context.announce();
       autoencoder::VerbalizeOptions options;
       options.max_new_tokens = max_new_tokens_;
@@ -158,9 +159,9 @@ class LabelCommand : public Command {
     if (target != store_) {
       // Label a copy: write it under a temporary name, rename when labelled.
       std::string temporary = target + ".tmp." + std::to_string(getpid());
-      std::filesystem::copy_file(store_, temporary, std::filesystem::copy_options::overwrite_existing);
+      fs::copy_file(store_, temporary);
       write(temporary);
-      std::filesystem::rename(temporary, target);
+      fs::rename(temporary, target);
     } else {
       write(target);
     }
@@ -181,7 +182,8 @@ class LabelCommand : public Command {
   int64_t seed_ = 0;
   int64_t max_new_tokens_ = 150;
   int64_t batch_ = 32;
-  std::string device_ = "cpu";
+  std::string device_ = "auto";
+  std::string precision_ = "auto";
 };
 
 std::unique_ptr<Command> make_label_command() { return std::make_unique<LabelCommand>(); }

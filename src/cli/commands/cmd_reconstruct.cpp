@@ -1,4 +1,5 @@
 // nla reconstruct: descriptions -> vectors with an AR checkpoint (ours or the authors').
+#include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <ATen/ATen.h>
 
 #include <nlohmann/json.hpp>
@@ -6,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "device_options.hpp"
 #include "nla/cli/command.hpp"
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
@@ -14,6 +16,7 @@
 #include "nla/core/world.hpp"
 #include "nla/nla/checkpoint.hpp"
 #include "nla/nla/reconstructor.hpp"
+#include "nla/nla/verbalizer.hpp"
 
 namespace nla::cli {
 
@@ -56,10 +59,12 @@ class ReconstructCommand : public Command {
     options.add("reconstruct", "out", &out_, "vectors.npy (float32 [N, d]) or vectors.jsonl ({\"vector\": [...]})");
     options.add("reconstruct", "batch", &batch_, "descriptions per forward");
     options.add("reconstruct", "max-tokens", &max_tokens_, "AR inputs keep their last N tokens");
-    options.add("reconstruct", "device", &device_, "cpu | cuda | cuda:N");
+    declare_device_options(options, "reconstruct", device_, precision_);
   }
 
-  void run(const RunContext& context) override {
+  void run(const RunContext& given) override {
+    const auto compute = dist::resolve_compute(device_, precision_);  // collective: every rank is here
+    const auto context = with_compute(given, compute);
     run_on_root(MPI_COMM_WORLD, [&] {
       NLA_CHECK_INPUT(!ar_.empty(), "option 'ar': expected an AR checkpoint directory");
       NLA_CHECK_INPUT(ends_with(out_, ".npy") || ends_with(out_, ".jsonl"), "option 'out': expected a .npy or .jsonl "
@@ -67,11 +72,12 @@ class ReconstructCommand : public Command {
       NLA_CHECK_INPUT(batch_ > 0, "option 'batch': expected > 0, got ", batch_);
       std::vector<std::string> texts = read_descriptions();
       model::LoadOptions load;
-      load.device = c10::Device(device_);
+      load.device = compute.device;
+      load.dtype = compute.dtype;  // the vectors are written fp32 whatever the precision
       auto ar = autoencoder::load_ar(ar_, load);
       auto tok = tokenizer::Tokenizer::from_file(ar_);
       context.announce();
-      at::NoGradGuard no_grad;
+      c10::NoGradGuard no_grad;
       std::vector<at::Tensor> parts;
       Progress progress("reconstruct", static_cast<int64_t>(texts.size()), "descriptions");
       for (size_t first = 0; first < texts.size(); first += static_cast<size_t>(batch_)) {
@@ -117,7 +123,9 @@ class ReconstructCommand : public Command {
       }
       NLA_CHECK_INPUT(record.is_object() && record.contains(field_) && record[field_].is_string(), descriptions_, ":",
                       number, ": expected a string field '", field_, "'");
-      texts.push_back(record[field_].get<std::string>());
+      // The AR reads the bare explanation: an answer's tags (a verbalize record's
+      // "description") are removed, as the AR was trained.
+      texts.push_back(autoencoder::explanation_text(record[field_].get<std::string>()));
     }
     NLA_CHECK_INPUT(!texts.empty(), descriptions_, ": no descriptions");
     return texts;
@@ -129,7 +137,8 @@ class ReconstructCommand : public Command {
   std::string out_ = "vectors.npy";
   int64_t batch_ = 16;
   int64_t max_tokens_ = 256;
-  std::string device_ = "cpu";
+  std::string device_ = "auto";
+  std::string precision_ = "auto";
 };
 
 std::unique_ptr<Command> make_reconstruct_command() { return std::make_unique<ReconstructCommand>(); }

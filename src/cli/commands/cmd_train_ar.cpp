@@ -1,8 +1,7 @@
 // nla train-ar: AR SFT (descriptions -> activations of layer L), sharded over the ranks.
-#include <filesystem>
-
 #include "nla/cli/command.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
 #include "sft_options.hpp"
@@ -18,12 +17,13 @@ class TrainArCommand : public Command {
   void declare(OptionSet& options) override { declare_sft_options(options, "train-ar", o_); }
 
   void run(const RunContext& context) override {
+    const auto recorded = with_compute(context, dist::resolve_compute(o_.device, o_.precision), o_.deterministic);
     const auto inputs = train::check_sft_inputs(o_, "train-ar");  // before announcing: bad input is one line
     run_on_root(MPI_COMM_WORLD, [&] {
       NLA_CHECK_INPUT(!o_.out.empty(), "option 'out': expected a run directory");
-      std::filesystem::create_directories(o_.out);
-      context.announce();
-      context.save_to_directory(o_.out);
+      fs::create_directories(o_.out);
+      recorded.announce();
+      recorded.save_to_directory(o_.out);
     });
     auto result = train::train_ar(o_, inputs);
     if (!result.evals.empty() && !result.losses.empty())

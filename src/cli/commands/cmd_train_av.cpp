@@ -1,9 +1,8 @@
 // nla train-av: AV SFT (activation injected at the marker -> the description), sharded
 // over the ranks.
-#include <filesystem>
-
 #include "nla/cli/command.hpp"
 #include "nla/core/error.hpp"
+#include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
 #include "sft_options.hpp"
@@ -23,12 +22,13 @@ class TrainAvCommand : public Command {
   }
 
   void run(const RunContext& context) override {
+    const auto recorded = with_compute(context, dist::resolve_compute(o_.device, o_.precision), o_.deterministic);
     const auto inputs = train::check_sft_inputs(o_, "train-av");  // before announcing: bad input is one line
     run_on_root(MPI_COMM_WORLD, [&] {
       NLA_CHECK_INPUT(!o_.out.empty(), "option 'out': expected a run directory");
-      std::filesystem::create_directories(o_.out);
-      context.announce();
-      context.save_to_directory(o_.out);
+      fs::create_directories(o_.out);
+      recorded.announce();
+      recorded.save_to_directory(o_.out);
     });
     auto result = train::train_av(o_, inputs);
     if (!result.evals.empty() && !result.losses.empty())

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "device_options.hpp"
 #include "nla/cli/command.hpp"
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
@@ -67,10 +68,12 @@ class VerbalizeCommand : public Command {
     options.add("verbalize", "samples-per-activation", &samples_per_activation_, "K samples per row");
     options.add("verbalize", "max-new-tokens", &max_new_tokens_, "cap on the answer; an unclosed answer is failed");
     options.add("verbalize", "batch", &batch_, "sequences per generator call (and rows read at a time)");
-    options.add("verbalize", "device", &device_, "cpu | cuda (bf16, the local rank's GPU) | cuda:N | auto (cuda when visible)");
+    declare_device_options(options, "verbalize", device_, precision_);
   }
 
-  void run(const RunContext& context) override {
+  void run(const RunContext& given) override {
+    const auto compute = dist::resolve_compute(device_, precision_);  // collective: every rank is here
+    const auto context = with_compute(given, compute);  // FILE.jsonl.meta.json records it
     NLA_CHECK_INPUT(!av_.empty(), "option 'av': expected an AV checkpoint directory");
     NLA_CHECK_INPUT(!store_.empty(), "option 'store': expected an activation store");
     NLA_CHECK_INPUT(temperature_ >= 0, "option 'temperature': expected >= 0, got ", temperature_);
@@ -85,11 +88,11 @@ class VerbalizeCommand : public Command {
     Plan p = plan();
     store::ActivationStore acts(store_);
     model::LoadOptions load;
-    load.device = dist::resolve_device(device_);  // collective: every rank is here
-    if (load.device.is_cuda()) load.dtype = at::kBFloat16;
+    load.device = compute.device;
+    load.dtype = compute.dtype;
     auto av = autoencoder::load_av(av_, load);
     auto tok = tokenizer::Tokenizer::from_file(av_);
-    autoencoder::Verbalizer verbalizer(av, tok, p.meta.injection_scale, p.meta.actor_template);
+    autoencoder::Verbalizer verbalizer(av, tok, p.meta.injection_scale, p.meta.actor_template, p.meta.critic_template);
     context.announce();
     autoencoder::VerbalizeOptions options;
     options.max_new_tokens = max_new_tokens_;
@@ -111,7 +114,6 @@ class VerbalizeCommand : public Command {
 
   // Reads nla_meta.yaml and the store header; InputError for every bad input.
   Plan plan() const {
-    dist::device_kind(device_);
     Plan p;
     p.meta = autoencoder::NlaMeta::read(av_);
     store::ActivationStore acts(store_);
@@ -136,8 +138,10 @@ class VerbalizeCommand : public Command {
       failed += v.failed ? 1 : 0;
       nlohmann::json record = {{"row", v.sample_id},
                                {"sample_index", v.sample_index},
-                               {"description", v.description},
+                               {"description", v.description},  // the answer, tags kept
+                               {"explanation", v.explanation},  // what an AR reads
                                {"failed", v.failed},
+                               {"failure", v.failure},
                                {"text", v.text}};
       lines += record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     }
@@ -175,7 +179,8 @@ class VerbalizeCommand : public Command {
   int64_t samples_per_activation_ = 1;
   int64_t max_new_tokens_ = 150;
   int64_t batch_ = 32;
-  std::string device_ = "cpu";
+  std::string device_ = "auto";
+  std::string precision_ = "auto";
 };
 
 std::unique_ptr<Command> make_verbalize_command() { return std::make_unique<VerbalizeCommand>(); }

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "device_options.hpp"
 #include "nla/cli/options.hpp"
 #include "nla/train/sft.hpp"
 
@@ -21,8 +22,8 @@ inline void declare_sft_options(OptionSet& options, const std::string& section, 
   options.add(section, "out", &o.out,
               ar ? "run directory: config.ini, provenance.json, metrics.jsonl, ar/, trainer_state/"
                  : "run directory: config.ini, provenance.json, metrics.jsonl, av/, trainer_state/");
-  options.add(section, "device", &o.device, "cpu | cuda (the local rank's GPU) | cuda:N | auto (cuda when visible)");
-  options.add(section, "precision", &o.precision, "auto (bf16 compute on GPU, fp32 on CPU) | fp32 | bf16");
+  declare_device_options(options, section, o.device, o.precision);
+  options.add(section, "deterministic", &o.deterministic, dist::kDeterministicHelp);
   options.add(section, "steps", &o.steps, "optimizer steps");
   options.add(section, "batch", &o.batch, "rows per optimizer step over all ranks (results do not depend on the rank count)");
   options.add(section, "micro-batch", &o.micro_batch,
@@ -41,6 +42,10 @@ inline void declare_sft_options(OptionSet& options, const std::string& section, 
     options.add(section, "freeze-embeddings", &o.freeze_embeddings,
                 "keep the token embedding (and a tied LM head) as loaded: the injected activations live in "
                 "its geometry, which Adam would move for every vocabulary row (see README)");
+  if (!ar)
+    options.add(section, "loss-aggregation", &o.loss_aggregation,
+                "sequence: mean NLL over each answer's tokens, then over the answers (the authors') | token: "
+                "sum over every answer token / the batch's tokens (nla before 2026-12)");
   options.add(section, "max-tokens", &o.max_tokens,
               ar ? "AR inputs keep their last N tokens" : "answers are cut to their first N tokens");
   options.add(section, "validation-fraction", &o.validation_fraction, "fraction of documents held out");
