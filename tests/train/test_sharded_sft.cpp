@@ -146,7 +146,9 @@ TEST_F(ShardedSft, ArMatchesUnshardedTraining) {
   ar.set_requires_grad(true);
   auto losses = reference_steps(ar.parameters(), o, training_rows(acts, o), [&](const std::vector<int64_t>& rows) {
     std::vector<std::string> texts;
-    for (int64_t row : rows) texts.push_back(descriptions[static_cast<size_t>(row)]);
+    // The AR reads the bare explanation of each stored answer (explanation_text, tested in
+    // test_verbalizer).
+    for (int64_t row : rows) texts.push_back(autoencoder::explanation_text(descriptions[static_cast<size_t>(row)]));
     auto predicted = ar.forward(ar.make_batch(tokenizer, texts, o.max_tokens));  // (B, d)
     return autoencoder::mse_nrm(predicted, rows_of(acts, rows)).mean();
   });
@@ -166,10 +168,13 @@ TEST_F(ShardedSft, ArMatchesUnshardedTraining) {
 
 // per_block: FSDP gathers one block at a time and recomputes it in backward; the AV's
 // log-probs then come from the sharded head stage (model::token_logprobs on target_ids).
+// The gather-all run uses the default aggregation (each answer's token mean, then the mean
+// over answers: the authors'), the per-block run the token mean over the batch.
 void expect_av_matches_unsharded_training(bool per_block) {
   auto o = ShardedSft::options(per_block ? "av_per_block" : "av");
   o.micro_batch = 0;
   o.per_block = per_block;
+  o.loss_aggregation = per_block ? "token" : "sequence";
   auto result = train::train_av(o, train::check_sft_inputs(o, "train-av"));
   if (rank() != 0) return;
   store::ActivationStore acts(o.store);
@@ -189,7 +194,12 @@ void expect_av_matches_unsharded_training(bool per_block) {
     auto logits = av.forward(input).logits;  // (B, T, V)
     auto full_mask = at::zeros_like(batch.input_ids, at::kBool);
     full_mask.slice(1, batch.answer_start).copy_(batch.answer_mask);
-    return autoencoder::av_sft_loss(logits, batch.input_ids, full_mask);
+    if (o.loss_aggregation == "token") return autoencoder::av_sft_loss(logits, batch.input_ids, full_mask);
+    at::Tensor sum = at::zeros({}, logits.options());  // each row's token mean, averaged over rows
+    for (int64_t r = 0; r < logits.size(0); ++r)
+      sum = sum + autoencoder::av_sft_loss(logits.narrow(0, r, 1), batch.input_ids.narrow(0, r, 1),
+                                           full_mask.narrow(0, r, 1));
+    return sum / static_cast<double>(logits.size(0));
   });
   std::cout << "AV losses on " << world_size() << " ranks" << (per_block ? " (per block)" : "") << ": "
             << result.losses.front() << " .. " << result.losses.back() << "\n";
