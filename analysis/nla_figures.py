@@ -2,14 +2,17 @@
 """Figures of an `nla eval` run (DESIGN section 5), as PNG and PDF, readable in greyscale:
 
   metric_vs_layer   one panel per metric, a line per condition (av, av_normed, random,
-                    shuffled, mean), distinct markers and dash patterns, anchor layer marked
-  pca_layers        truth vs reconstruction in the first two principal components, at up to
-                    four layers (the anchor and a spread of others)
+                    shuffled, mean), distinct markers and dash patterns, anchor layer marked;
+                    cosine, Recall@10, nRMSE are means over samples, FVE the per-layer figure
+                    (/layer_metrics/<condition>/fve)
+  pca_layers        truth vs reconstruction (in the activation's scale) in the first two
+                    principal components, at up to four layers (the anchor and a spread of others)
   clc_heatmap       cross-layer consistency: mean cosine between the same text's
-                    reconstructions at layers i and j
+                    reconstructions at layers i and j; colour range from the data, every cell's
+                    value printed in it up to 30 layers
 
     nla_figures.py RUN/results.h5 --out-dir RUN/figures
-Reads the results.h5 layout described in analysis/README.md. Run with /usr/bin/python3.
+Reads the results.h5 layout (version 2) described in analysis/README.md. Run with /usr/bin/python3.
 """
 import argparse
 import os
@@ -23,6 +26,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nla_stats  # noqa: E402
+
 CONDITION_STYLE = {  # greyscale-safe: grey level, marker and dash pattern all differ
     "av": dict(color="0.0", marker="o", linestyle="-", label="AV (this anchor)"),
     "av_normed": dict(color="0.25", marker="s", linestyle="--", label="AV, norm-rescaled"),
@@ -31,7 +37,22 @@ CONDITION_STYLE = {  # greyscale-safe: grey level, marker and dash pattern all d
     "mean": dict(color="0.75", marker="D", linestyle=(0, (5, 1)), label="layer mean"),
 }
 METRIC_LABEL = {"cosine": "cosine", "fve": "FVE", "recall10": "Recall@10", "nrmse": "nRMSE",
-                "mse_nrm": "mse_nrm", "fve_nrm": "fve_nrm"}
+                "mse_nrm": "mse_nrm", "fve_nrm": "fve_nrm", "fve_sample": "FVE per sample"}
+CLC_ANNOTATE_MAX = 30  # layers up to which the CLC heatmap prints every cell's value
+
+
+def layer_curve(f, condition, metric):
+    """The curve of one condition over the layers: FVE is the per-layer figure of
+    /layer_metrics, every other metric the mean over samples of /metrics (None if absent)."""
+    if metric == "fve":
+        key = f"layer_metrics/{condition}/fve"
+        return f[key][:].astype(float) if key in f else None
+    key = f"metrics/{condition}/{metric}"
+    if key not in f:
+        return None
+    values = f[key][:]
+    with np.errstate(all="ignore"):
+        return np.array([np.nanmean(v) if np.isfinite(v).any() else np.nan for v in values])
 
 
 def save(fig, out_dir, name):
@@ -48,34 +69,33 @@ def save(fig, out_dir, name):
 def metric_vs_layer(f, out_dir, metrics=("cosine", "fve", "recall10", "nrmse")):
     layers = np.asarray(f.attrs["layers"])
     anchor = int(f.attrs["anchor_layer"])
-    metrics = [m for m in metrics if f"metrics/av/{m}" in f]
+    metrics = [m for m in metrics if layer_curve(f, "av", m) is not None]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         lowest = np.inf
         for condition, style in CONDITION_STYLE.items():
-            key = f"metrics/{condition}/{metric}"
-            if key not in f:
+            mean = layer_curve(f, condition, metric)
+            if mean is None:
                 continue
-            values = f[key][:]
-            mean = np.nanmean(values, axis=1)
             lowest = min(lowest, np.nanmin(mean)) if np.isfinite(mean).any() else lowest
             ax.plot(layers, mean, markersize=4, linewidth=1.4, **style)
         ax.axvline(anchor, color="0.5", linewidth=0.8, linestyle="--")
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(METRIC_LABEL.get(metric, metric))
-        title = METRIC_LABEL.get(metric, metric)
+        title = METRIC_LABEL.get(metric, metric) + (" per layer" if metric == "fve" else "")
         # FVE is unbounded below: reconstructions with norms far from the truth's (an
         # untrained AR) reach -1e5 and would flatten every other curve. Linear in [-1, 1],
         # logarithmic beyond, and the title says so.
-        if metric in ("fve", "fve_nrm") and lowest < -1:
+        if metric in ("fve", "fve_sample", "fve_nrm") and lowest < -1:
             ax.set_yscale("symlog", linthresh=1.0)
             ax.set_ylim(top=1.5)  # FVE <= 1 by definition
             title += " (symlog below -1)"
         ax.set_title(title)
         ax.grid(True, color="0.9")
     axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle(f"Reconstruction by layer, mean over samples (anchor layer {anchor}, dashed line)")
+    fig.suptitle(f"Reconstruction by layer in the activation's scale: FVE over each layer's samples, other "
+                 f"metrics means over samples (anchor layer {anchor}, dashed line)", fontsize=10)
     fig.tight_layout()
     return save(fig, out_dir, "metric_vs_layer")
 
@@ -104,9 +124,53 @@ def pca_layers(f, out_dir, max_panels=4):
         ax.set_xlabel(f"PC1 ({100 * variance[0]:.0f}% var)")
         ax.set_ylabel(f"PC2 ({100 * variance[1]:.0f}% var)")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("Truth vs reconstruction, first two principal components of the truth")
+    fig.suptitle("Truth vs reconstruction (reconstructions in the activation's scale),\n"
+                 "first two principal components of the truth", fontsize=10)
     fig.tight_layout()
     return save(fig, out_dir, "pca_layers")
+
+
+def clc_colour_range(clc):
+    """vmin, vmax of the CLC heatmap: the data's own range (a tiny margin when it is flat)."""
+    finite = clc[np.isfinite(clc)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    if high - low <= 0:
+        margin = 1e-6 * max(1.0, abs(low))
+        low, high = low - margin, high + margin
+    return low, high
+
+
+def draw_clc(ax, layers, clc):
+    """The CLC matrix on `ax` (greyscale, colour range from the data); with at most
+    CLC_ANNOTATE_MAX layers every finite cell's value is printed in it (2 decimals, black on
+    light cells, white on dark ones). Returns (image, the text artists of the cells)."""
+    vmin, vmax = clc_colour_range(clc)
+    cmap = plt.get_cmap("Greys")
+    image = ax.imshow(np.ma.masked_invalid(clc), cmap=cmap, vmin=vmin, vmax=vmax, origin="lower")
+    texts = []
+    size = len(layers)
+    if size <= CLC_ANNOTATE_MAX:
+        fontsize = max(4.5, min(9.0, 110.0 / max(size, 1)))
+        for i in range(size):
+            for j in range(size):
+                value = clc[i, j]
+                if not np.isfinite(value):
+                    continue
+                level = (value - vmin) / (vmax - vmin)
+                # Greys: the cell darkens with the value; the text takes the opposite end.
+                r, g, b, _ = cmap(float(np.clip(level, 0.0, 1.0)))
+                luminance = 0.299 * r + 0.587 * g + 0.114 * b
+                texts.append(ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=fontsize,
+                                     color="white" if luminance < 0.5 else "black"))
+    ticks = np.arange(size) if size <= CLC_ANNOTATE_MAX else \
+        np.linspace(0, size - 1, min(size, 8)).round().astype(int)
+    ax.set_xticks(ticks, layers[ticks], fontsize=7 if size > 12 else None)
+    ax.set_yticks(ticks, layers[ticks], fontsize=7 if size > 12 else None)
+    ax.set_xlabel("layer j")
+    ax.set_ylabel("layer i")
+    return image, texts
 
 
 def clc_heatmap(f, out_dir):
@@ -114,21 +178,18 @@ def clc_heatmap(f, out_dir):
         return []
     layers = np.asarray(f.attrs["layers"])
     clc = f["clc"][:]
-    fig, ax = plt.subplots(figsize=(5, 4.3))
-    image = ax.imshow(clc, cmap="Greys", vmin=min(0.0, np.nanmin(clc)), vmax=1.0, origin="lower")
-    ticks = np.linspace(0, len(layers) - 1, min(len(layers), 8)).round().astype(int)
-    ax.set_xticks(ticks, layers[ticks])
-    ax.set_yticks(ticks, layers[ticks])
-    ax.set_xlabel("layer j")
-    ax.set_ylabel("layer i")
+    side = max(5.0, 0.36 * len(layers) + 1.5) if len(layers) <= CLC_ANNOTATE_MAX else 5.0
+    fig, ax = plt.subplots(figsize=(side, side * 0.86))
+    image, _ = draw_clc(ax, layers, clc)
     ax.set_title("Cross-layer consistency of reconstructions")
     fig.colorbar(image, ax=ax, label="mean cosine")
     return save(fig, out_dir, "clc_heatmap")
 
 
 def make_all(results, out_dir):
-    os.makedirs(out_dir, exist_ok=True)
     with h5py.File(results, "r") as f:
+        nla_stats.require_version(f, results)
+        os.makedirs(out_dir, exist_ok=True)
         return metric_vs_layer(f, out_dir) + pca_layers(f, out_dir) + clc_heatmap(f, out_dir)
 
 
@@ -140,7 +201,12 @@ def main(argv=None):
     if not os.path.exists(args.results):
         print(f"nla_figures: {args.results}: no such file", file=sys.stderr)
         return 2
-    for path in make_all(args.results, args.out_dir):
+    try:
+        paths = make_all(args.results, args.out_dir)
+    except nla_stats.ResultsVersionError as error:
+        print(f"nla_figures: {error}", file=sys.stderr)
+        return 2
+    for path in paths:
         print(path)
     return 0
 

@@ -14,8 +14,11 @@ checked against the run's coverage.json), each anchor's headline table and metri
 figure, and links to the anchor reports.
 
 It runs the statistics (nla_stats.py) and the figures (nla_figures.py), then writes a
-Markdown page: the anchor layer's headline numbers for every condition, the figures, the
-per-layer Wilcoxon/Benjamini-Hochberg table for cosine, and the provenance of the run.
+Markdown page: the anchor layer's headline numbers for every condition (cosine, Recall@10,
+nRMSE: means over samples; FVE: the per-layer figure of /layer_metrics, with a line saying
+so and which AR target the run had), the figures, the per-layer Wilcoxon/Benjamini-Hochberg
+table for cosine, and the provenance of the run. It reads results.h5 version 2; an older
+file stops it with one line asking to re-run `nla eval` (exit 2).
 Run with /usr/bin/python3 (Debian's numpy/scipy/matplotlib/h5py/statsmodels).
 """
 import argparse
@@ -32,21 +35,41 @@ import nla_figures  # noqa: E402
 import nla_stats  # noqa: E402
 
 CONDITIONS = ("av", "av_normed", "shuffled", "random", "mean")
+HEADLINE_METRICS = ("cosine", "fve", "recall10", "nrmse")
+AR_TARGET_TEXT = {
+    "normalized": "AR target: normalized, outputs rescaled to each layer's median norm",
+    "raw": "AR target: raw, outputs used as they are",
+}
+STATS_METRICS = ("cosine", "fve_sample", "nrmse", "recall10")
+
+
+def text_attr(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def definitions_line(f):
+    """The one line under the headline table: which definition each column uses."""
+    target = text_attr(f.attrs.get("ar_target", "unknown"))
+    scale = AR_TARGET_TEXT.get(target, f"AR target: {target}")
+    return ("cosine, Recall@10, nRMSE: means over samples; FVE: 1 - sum_d Var_i(x - y) / sum_d Var_i(x) over the "
+            f"layer's samples, reconstructions in the activation's scale ({scale}).")
 
 
 def headline(f):
+    """The anchor layer's table (one row per condition) and the definitions line under it."""
     layers = list(np.asarray(f.attrs["layers"]))
     anchor = int(f.attrs["anchor_layer"])
     row = layers.index(anchor)
-    metrics = [m for m in ("cosine", "fve", "recall10", "nrmse") if f"metrics/av/{m}" in f]
+    metrics = [m for m in HEADLINE_METRICS if nla_figures.layer_curve(f, "av", m) is not None]
     lines = ["| condition | " + " | ".join(nla_figures.METRIC_LABEL[m] for m in metrics) + " |",
              "| --- |" + " ---: |" * len(metrics)]
     for condition in CONDITIONS:
-        if f"metrics/{condition}/{metrics[0]}" not in f:
+        curves = [nla_figures.layer_curve(f, condition, m) for m in metrics]
+        if curves[0] is None:
             continue
-        cells = [f"{np.nanmean(f[f'metrics/{condition}/{m}'][row]):.3f}" for m in metrics]
+        cells = ["" if c is None else f"{c[row]:.3f}" for c in curves]
         lines.append(f"| {condition} | " + " | ".join(cells) + " |")
-    return anchor, "\n".join(lines) + "\n"
+    return anchor, "\n".join(lines) + "\n\n" + definitions_line(f) + "\n"
 
 
 def write_report(lines, run_dir, report_dir):
@@ -102,7 +125,9 @@ def build_several(run_dir):
               nla_coverage.markdown_table(runs, result), "![coverage map](coverage/coverage_map.png)", "",
               "## Anchors", ""]
     for name, run, path in zip(names, runs, anchor_reports):
-        with h5py.File(os.path.join(run_dir, name, "results.h5"), "r") as f:
+        results_path = os.path.join(run_dir, name, "results.h5")
+        with h5py.File(results_path, "r") as f:
+            nla_stats.require_version(f, results_path)
             _, table = headline(f)
         lines += [f"### Anchor layer {run['anchor']}", "",
                   f"Report: [{name}/report/report.md](../{name}/report/report.md)", "", table,
@@ -118,12 +143,14 @@ def build(run_dir):
     if not os.path.exists(results):
         raise FileNotFoundError(f"{results}: no such file (run nla eval first)")
     report_dir = os.path.join(run_dir, "report")
+    with h5py.File(results, "r") as f:
+        nla_stats.require_version(f, results)  # before any output is made
     figures = nla_figures.make_all(results, os.path.join(report_dir, "figures"))
     with h5py.File(results, "r") as f:
         layers = [int(l) for l in f.attrs["layers"]]
         anchor, table = headline(f)
         rows = []
-        for metric in ("cosine", "fve", "nrmse", "recall10"):
+        for metric in STATS_METRICS:
             if f"metrics/av/{metric}" not in f:
                 continue
             baselines = {b: f[f"metrics/{b}/{metric}"][:] for b in nla_stats.BASELINES if f"metrics/{b}/{metric}" in f}
@@ -136,7 +163,7 @@ def build(run_dir):
 
     lines = [f"# NLA evaluation: anchor layer {anchor}", "",
              f"Run directory: `{os.path.abspath(run_dir)}`. Layers {layers[0]}-{layers[-1]}.", "",
-             f"## Anchor layer {anchor} (means over samples)", "", table,
+             f"## Anchor layer {anchor}", "", table,
              "## Where the AV beats each baseline (cosine, Wilcoxon signed-rank, BH q = 0.05)", ""]
     for baseline, count in significant.items():
         lines.append(f"- `av` > `{baseline}`: significant at {count} of {len(layers)} layers")
@@ -166,7 +193,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         print(build(args.run_dir))
-    except FileNotFoundError as error:
+    except (FileNotFoundError, nla_stats.ResultsVersionError) as error:
         print(f"nla_report: {error}", file=sys.stderr)
         return 2
     return 0

@@ -6,9 +6,13 @@ correction across layers at q = 0.05 (per baseline and metric).
 Library use:  table = paired_tests(av, baselines, layers, metric="cosine")
 Command:      nla_stats.py results.h5 --out-dir RUN/   (writes stats.csv and stats.md)
 
-The alternative is one-sided in the direction where `av` is better (higher cosine, FVE,
-recall; lower nRMSE, mse_nrm); a layer is significant when its BH-adjusted p-value is at
-most q. Uses Debian's numpy, scipy and statsmodels: run with /usr/bin/python3.
+The tests pair samples, so they use the per-sample metrics of /metrics (results.h5 version
+2): cosine, fve_sample, nrmse, mse_nrm, recall10 by default (fve_nrm too on request). The
+headline FVE is a per-layer figure (/layer_metrics/<condition>/fve), not a per-sample one,
+and has no paired test. The alternative is one-sided in the direction where `av` is better
+(higher cosine, fve_sample, fve_nrm, recall; lower nRMSE, mse_nrm); a layer is significant
+when its BH-adjusted p-value is at most q. Uses Debian's numpy, scipy and statsmodels: run
+with /usr/bin/python3.
 """
 import argparse
 import csv
@@ -21,9 +25,30 @@ import numpy as np
 from scipy.stats import wilcoxon
 from statsmodels.stats.multitest import multipletests
 
-HIGHER_IS_BETTER = {"cosine": True, "fve": True, "recall10": True, "fve_nrm": True, "nrmse": False, "mse_nrm": False}
+HIGHER_IS_BETTER = {"cosine": True, "fve_sample": True, "fve": True, "recall10": True, "fve_nrm": True,
+                    "nrmse": False, "mse_nrm": False}
 BASELINES = ("random", "shuffled", "mean")
+DEFAULT_METRICS = ("cosine", "fve_sample", "nrmse", "mse_nrm", "recall10")
 Q = 0.05
+RESULTS_VERSION = 2  # the results.h5 layout these scripts read (analysis/README.md)
+
+
+class ResultsVersionError(ValueError):
+    """A results.h5 of another layout version (older runs of `nla eval`)."""
+
+
+def require_version(f, path):
+    """Raises ResultsVersionError (one line naming the file) unless `f` is results.h5 version 2."""
+    version = f.attrs.get("version")
+    try:
+        version = int(version)
+    except (TypeError, ValueError):
+        pass
+    if version != RESULTS_VERSION:
+        found = "no version attribute" if version is None else f"version {version}"
+        raise ResultsVersionError(
+            f"{path}: results.h5 {found}, these scripts read version {RESULTS_VERSION} (FVE per layer, "
+            f"reconstructions in the activation's scale): re-run `nla eval` to regenerate it")
 
 
 def paired_tests(av, baselines, layers, metric="cosine", q=Q):
@@ -87,15 +112,26 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="results.h5 of nla eval")
     parser.add_argument("--out-dir", required=True)
-    parser.add_argument("--metrics", default="cosine,fve,nrmse,mse_nrm,recall10")
+    parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                        help="per-sample metrics of /metrics (default: %(default)s)")
     args = parser.parse_args(argv)
     import h5py  # only the command needs the file format
+    if not os.path.exists(args.results):
+        print(f"nla_stats: {args.results}: no such file", file=sys.stderr)
+        return 2
     with h5py.File(args.results, "r") as f:
+        try:
+            require_version(f, args.results)
+        except ResultsVersionError as error:
+            print(f"nla_stats: {error}", file=sys.stderr)
+            return 2
         layers = [int(l) for l in f.attrs["layers"]]
         rows = []
         for metric in args.metrics.split(","):
             if f"metrics/av/{metric}" not in f:
-                print(f"nla_stats: {args.results}: dataset 'metrics/av/{metric}' is missing", file=sys.stderr)
+                hint = (" (FVE is a per-layer figure, /layer_metrics; its per-sample form is fve_sample)"
+                        if metric == "fve" else "")
+                print(f"nla_stats: {args.results}: dataset 'metrics/av/{metric}' is missing{hint}", file=sys.stderr)
                 return 2
             av = f[f"metrics/av/{metric}"][:]
             baselines = {b: f[f"metrics/{b}/{metric}"][:] for b in BASELINES if f"metrics/{b}/{metric}" in f}

@@ -26,9 +26,9 @@ stage "2/9 extract: training texts (every 10th document), all layers, $ranks ran
 nla_launch "$ranks" extract --config "$config" --model "$run_dir/model" --out "$run_dir/acts.h5" --overwrite \
   "${nla_device_options[@]}"
 
-stage "3/9 extract: held-out texts (documents 5, 15, 25, ...: disjoint from training), $ranks ranks"
+stage "3/9 extract: held-out texts (documents 5, 15, 25, ...: disjoint from training; 8 positions each, so that recall@10 has 500 candidates), $ranks ranks"
 nla_launch "$ranks" extract --config "$config" --model "$run_dir/model" --out "$run_dir/held_out.h5" \
-  --doc-offset 5 --max-docs 1000 --overwrite "${nla_device_options[@]}"
+  --doc-offset 5 --max-docs 1000 --positions-per-doc 8 --overwrite "${nla_device_options[@]}"
 
 stage "4/9 label: context descriptions (gold for AV SFT)"
 "$nla" label --config "$config" --store "$run_dir/acts.h5"

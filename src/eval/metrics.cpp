@@ -33,16 +33,32 @@ SampleMetrics sample_metrics(const at::Tensor& truth_in, const at::Tensor& predi
   auto x_unit = unit_rows(x), y_unit = unit_rows(y);  // (N, d)
   SampleMetrics metrics;
   metrics.cosine = (x_unit * y_unit).sum(1);
-  metrics.fve = 1.0 - (x - y).pow(2).sum(1) / (x - mu).pow(2).sum(1);
+  metrics.fve_sample = 1.0 - (x - y).pow(2).sum(1) / (x - mu).pow(2).sum(1);
   metrics.nrmse = (x_unit - y_unit).pow(2).mean(1).sqrt();
   metrics.mse_nrm = ((x_unit - y_unit) * std::sqrt(d)).pow(2).mean(1);
   return metrics;
 }
 
-double layer_fve(const at::Tensor& truth, const at::Tensor& prediction, const at::Tensor& mean) {
+double layer_fve(const at::Tensor& truth, const at::Tensor& prediction) {
   check_pair(truth, prediction);
-  auto x = truth.to(at::kDouble), y = prediction.to(at::kDouble), mu = mean.to(at::kDouble);
-  return 1.0 - (x - y).pow(2).sum().item<double>() / (x - mu).pow(2).sum().item<double>();
+  auto x = truth.to(at::kDouble), y = prediction.to(at::kDouble);
+  auto error_variance = (x - y).var(0, /*unbiased=*/false).sum().item<double>();
+  return 1.0 - error_variance / x.var(0, /*unbiased=*/false).sum().item<double>();
+}
+
+at::Tensor to_activation_scale(const at::Tensor& ar_output, autoencoder::ArTarget target, double norm) {
+  NLA_CHECK(ar_output.dim() == 2, "to_activation_scale: expected (N, d), got ", ar_output.sizes());
+  auto y = ar_output.to(at::kDouble);
+  if (target == autoencoder::ArTarget::raw) return y;
+  NLA_CHECK(std::isfinite(norm) && norm >= 0, "to_activation_scale: norm ", norm);
+  return unit_rows(y) * norm;
+}
+
+double median_norm(const at::Tensor& rows) {
+  NLA_CHECK(rows.dim() == 2 && rows.size(0) > 0, "median_norm: expected (N > 0, d)");
+  auto norms = std::get<0>(rows.to(at::kDouble).norm(2, {1}).sort());  // ascending
+  const int64_t n = norms.size(0);
+  return n % 2 ? norms[n / 2].item<double>() : 0.5 * (norms[n / 2 - 1].item<double>() + norms[n / 2].item<double>());
 }
 
 double var_nrm(const at::Tensor& rows) {

@@ -48,7 +48,7 @@ using store::H5Handle;
 
 // Stream purposes, so that no two draws share a generator.
 constexpr uint64_t kRowsStream = 0x524f5753, kRandomStream = 0x52414e44, kShuffleStream = 0x53485546,
-                   kVerbalizeStream = 0x56455242;
+                   kVerbalizeStream = 0x56455242, kPoolStream = 0x504f4f4c;
 
 class SplitMix {
  public:
@@ -73,6 +73,28 @@ std::vector<int64_t> choose_rows(int64_t n_samples, int64_t count, uint64_t seed
   all.resize(static_cast<size_t>(count));
   std::sort(all.begin(), all.end());
   return all;
+}
+
+// The recall candidates: the evaluated rows (in their order), then, when they are fewer than
+// `pool`, a seeded sample of the store's other rows (sorted) up to `pool` rows if the store
+// has them. A distractor never needs a reconstruction, so any row of the layer can be one.
+std::vector<int64_t> choose_pool_rows(const std::vector<int64_t>& rows, int64_t n_store, int64_t pool, uint64_t seed) {
+  std::vector<int64_t> out = rows;
+  const int64_t wanted = std::min(pool, n_store) - static_cast<int64_t>(rows.size());
+  if (wanted <= 0) return out;
+  std::vector<int64_t> others;
+  std::set<int64_t> evaluated(rows.begin(), rows.end());
+  for (int64_t row = 0; row < n_store; ++row)
+    if (!evaluated.count(row)) others.push_back(row);
+  SplitMix rng(mix_seeds(seed, kPoolStream));
+  for (int64_t i = 0; i < wanted; ++i) {  // partial Fisher-Yates
+    int64_t j = i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(static_cast<int64_t>(others.size()) - i)));
+    std::swap(others[static_cast<size_t>(i)], others[static_cast<size_t>(j)]);
+  }
+  others.resize(static_cast<size_t>(wanted));
+  std::sort(others.begin(), others.end());
+  out.insert(out.end(), others.begin(), others.end());
+  return out;
 }
 
 // g_i: d standard normals (Box-Muller) from a generator seeded by (seed, layer, row).
@@ -230,13 +252,15 @@ LayerOutputs gather_layer(const std::vector<BlockResult>& mine, int64_t n, int64
 // ---- metrics, on the rank that owns the layer ------------------------------------------
 
 // recall@10 in blocks of samples: recall_at_k materialises (rows, P, d) candidates.
-at::Tensor chunked_recall(const at::Tensor& truth, const at::Tensor& prediction, const at::Tensor& distractors) {
+// pool: (M, d) candidate rows, distractors index into it.
+at::Tensor chunked_recall(const at::Tensor& truth, const at::Tensor& prediction, const at::Tensor& pool,
+                          const at::Tensor& distractors) {
   const int64_t n = truth.size(0), per_sample = std::max<int64_t>(distractors.size(1), 1), d = truth.size(1);
   const int64_t chunk = std::max<int64_t>(1, (int64_t{256} << 20) / (per_sample * d * 8));  // ~256 MB of float64
   std::vector<at::Tensor> parts;
   for (int64_t first = 0; first < n; first += chunk) {
     int64_t count = std::min(chunk, n - first);
-    parts.push_back(recall_at_k(truth.narrow(0, first, count), prediction.narrow(0, first, count), truth,
+    parts.push_back(recall_at_k(truth.narrow(0, first, count), prediction.narrow(0, first, count), pool,
                                 distractors.narrow(0, first, count), 10));
   }
   return at::cat(parts);  // (n) float64
@@ -270,16 +294,28 @@ struct LayerScores {
   at::Tensor permutation;  // (n) int64: shuffled's pi
   at::Tensor mean;         // (d) float32: the mean condition's prediction
   at::Tensor var_nrm;      // (1) float64
+  // per condition (kConditions order) the layer's fve, then the median norm and the scale
+  // the reconstructions were mapped to (NaN: a raw AR's, kept as they are)
+  at::Tensor layer_figures;  // (|kConditions| + 2) float64
   std::optional<PcaData> pca;
 };
 
-// Every condition's metrics of one layer, and its PCA data when asked. The operations and
-// tensor shapes do not depend on which rank runs them, so the numbers do not either.
-LayerScores score_layer(int layer, const LayerOutputs& outputs, const at::Tensor& truth_f32, double var_nrm_value,
-                        double anchor_median_norm, const at::Tensor& distractors, uint64_t seed, bool with_pca) {
+// Every condition's metrics of one layer, and its PCA data when asked. First the AR's outputs
+// go to the activation's scale (outputs.reconstructions are replaced by what is scored, in
+// float32, so that the stored reconstructions reproduce every metric exactly). The operations
+// and tensor shapes do not depend on which rank runs them, so the numbers do not either.
+LayerScores score_layer(int layer, LayerOutputs& outputs, const at::Tensor& truth_f32, const at::Tensor& pool_f32,
+                        double var_nrm_value, double anchor_median_norm, autoencoder::ArTarget target,
+                        const at::Tensor& distractors, uint64_t seed, bool with_pca) {
   const int64_t n = truth_f32.size(0);
   auto truth = truth_f32.to(at::kDouble);                             // (n, d)
+  auto pool = pool_f32.to(at::kDouble);                               // (M, d)
   auto mean = truth.mean(0);                                          // (d)
+  const double layer_median_norm = median_norm(truth);
+  for (const auto& condition : kGeneratedConditions) {
+    auto& reconstruction = outputs.reconstructions.at(condition);
+    reconstruction = to_activation_scale(reconstruction, target, layer_median_norm).to(at::kFloat);  // (n, d)
+  }
   auto av = outputs.reconstructions.at("av").to(at::kDouble);        // (n, d)
   auto pi = at::tensor(cyclic_permutation(n, layer, seed), at::kLong);  // (n)
   LayerScores scores;
@@ -287,9 +323,11 @@ LayerScores score_layer(int layer, const LayerOutputs& outputs, const at::Tensor
   scores.mean = mean.to(at::kFloat);
   scores.var_nrm = at::full({1}, var_nrm_value, at::kDouble);
 
-  // av_normed: the truth rescaled per sample to the anchor layer's median norm.
+  // av_normed: the truth rescaled per sample to the anchor layer's median norm, and so is a
+  // direction-predicting AR's output (a raw AR's is in the anchor layer's scale already).
   auto norms = truth.norm(2, {1}, /*keepdim=*/true);                  // (n, 1)
   auto truth_normed = truth * (anchor_median_norm / at::where(norms > 0, norms, at::ones_like(norms)));
+  auto av_normed = to_activation_scale(av, target, anchor_median_norm);  // (n, d)
   struct Scored {
     const at::Tensor truth, mean, prediction;
   };
@@ -298,18 +336,24 @@ LayerScores score_layer(int layer, const LayerOutputs& outputs, const at::Tensor
       {"random", {truth, mean, outputs.reconstructions.at("random").to(at::kDouble)}},
       {"shuffled", {truth, mean, av.index_select(0, pi)}},
       {"mean", {truth, mean, mean.unsqueeze(0).expand({n, -1})}},
-      {"av_normed", {truth_normed, truth_normed.mean(0), av}},
+      {"av_normed", {truth_normed, truth_normed.mean(0), av_normed}},
   };
-  for (const auto& [name, c] : conditions) {
+  std::vector<double> figures;
+  for (const auto& name : kConditions) {
+    const auto& c = conditions.at(name);
     auto m = sample_metrics(c.truth, c.prediction, c.mean);
     auto& out = scores.metrics[name];
     out["cosine"] = m.cosine;
-    out["fve"] = m.fve;
+    out["fve_sample"] = m.fve_sample;
     out["nrmse"] = m.nrmse;
     out["mse_nrm"] = m.mse_nrm;
     out["fve_nrm"] = 1.0 - m.mse_nrm / var_nrm_value;
-    out["recall10"] = chunked_recall(c.truth, c.prediction.contiguous(), distractors);
+    out["recall10"] = chunked_recall(c.truth, c.prediction.contiguous(), pool, distractors);
+    figures.push_back(layer_fve(c.truth, c.prediction));
   }
+  figures.push_back(layer_median_norm);
+  figures.push_back(target == autoencoder::ArTarget::raw ? std::nan("") : layer_median_norm);
+  scores.layer_figures = at::tensor(figures, at::kDouble);
   if (with_pca) scores.pca = pca_of(truth, av);
   return scores;
 }
@@ -326,6 +370,7 @@ std::string pack_layer(const LayerOutputs& outputs, const LayerScores& scores) {
   data.tensor(scores.permutation);
   data.tensor(scores.mean);
   data.tensor(scores.var_nrm);
+  data.tensor(scores.layer_figures);
   if (scores.pca) {
     data.tensor(scores.pca->truth);
     data.tensor(scores.pca->reconstruction);
@@ -351,6 +396,7 @@ void unpack_layer(const std::string& message, int64_t n, int64_t d, LayerOutputs
   scores.permutation = data.tensor({n}, at::kLong);
   scores.mean = data.tensor({d}, at::kFloat);
   scores.var_nrm = data.tensor({1}, at::kDouble);
+  scores.layer_figures = data.tensor({static_cast<int64_t>(kConditions.size()) + 2}, at::kDouble);
   if (header["pca"].get<bool>()) {
     PcaData pca;
     pca.truth = data.tensor({n, 2}, at::kFloat);
@@ -378,6 +424,11 @@ void store_layer(SweepResults& results, int64_t layer_index, const LayerOutputs&
   results.permutation[layer_index].copy_(scores.permutation);
   results.means[layer_index].copy_(scores.mean);
   results.var_nrm[layer_index].copy_(scores.var_nrm[0]);
+  for (size_t c = 0; c < kConditions.size(); ++c)
+    results.layer_metrics[kConditions[c]]["fve"][layer_index].copy_(scores.layer_figures[static_cast<int64_t>(c)]);
+  const int64_t figures = static_cast<int64_t>(kConditions.size());
+  results.median_norm[layer_index].copy_(scores.layer_figures[figures]);
+  results.reconstruction_scale[layer_index].copy_(scores.layer_figures[figures + 1]);
   if (scores.pca) results.pca[results.layers[static_cast<size_t>(layer_index)]] = *scores.pca;
 }
 
@@ -439,7 +490,8 @@ std::vector<T> read_array_attribute(hid_t object, const std::string& name, hid_t
 
 // String attributes that a merge must find equal in every part (they define the run).
 const std::vector<std::string> kRunDefiningAttributes = {"av", "ar", "store", "var_nrm_source", "seed", "samples",
-                                                         "pool", "max_new_tokens", "temperature", "av_descriptions"};
+                                                         "pool", "max_new_tokens", "temperature", "av_descriptions",
+                                                         "ar_target"};
 
 double median_of(std::vector<double> values) {
   if (values.empty()) return std::nan("");
@@ -528,6 +580,8 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
 
   const int64_t n = std::min(o.samples, acts.n_samples());
   const auto rows = choose_rows(acts.n_samples(), n, static_cast<uint64_t>(o.seed));
+  const auto pool_rows = choose_pool_rows(rows, acts.n_samples(), o.pool, static_cast<uint64_t>(o.seed));
+  const auto ar_target = ar_meta.ar_target;
   std::vector<std::string> oracle;
   if (!o.av_descriptions.empty()) oracle = acts.read_descriptions(o.av_descriptions);
 
@@ -610,9 +664,14 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
       results.descriptions[condition].assign(static_cast<size_t>(n_layers * n), "");
       results.failed[condition] = at::zeros({n_layers, n}, at::kByte);
     }
-    for (const auto& condition : kConditions)
+    for (const auto& condition : kConditions) {
       for (const auto& metric : kMetrics)
         results.metrics[condition][metric] = at::full({n_layers, n}, std::nan(""), at::kDouble);
+      for (const auto& metric : kLayerMetrics)
+        results.layer_metrics[condition][metric] = at::full({n_layers}, std::nan(""), at::kDouble);
+    }
+    results.median_norm = at::zeros({n_layers}, at::kDouble);
+    results.reconstruction_scale = at::zeros({n_layers}, at::kDouble);
     results.permutation = at::zeros({n_layers, n}, at::kLong);
     results.means = at::zeros({n_layers, d}, at::kFloat);
     results.var_nrm = at::zeros({n_layers}, at::kDouble);
@@ -642,20 +701,26 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
   NLA_CHECK_MPI(MPI_Bcast(&n_pca, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
   pca_layers.resize(static_cast<size_t>(n_pca));
   NLA_CHECK_MPI(MPI_Bcast(pca_layers.data(), static_cast<int>(n_pca), MPI_INT, 0, MPI_COMM_WORLD));
-  const int64_t recall_pool = std::min(o.pool, n);
-  log_info("eval: scoring %lld layers on %d rank(s) (layer i on rank i %% %d)", static_cast<long long>(n_layers), size,
-           size);
+  const int64_t recall_pool = std::min(o.pool, static_cast<int64_t>(pool_rows.size()));
+  log_info("eval: scoring %lld layers on %d rank(s) (layer i on rank i %% %d) | AR target %s: %s | recall@10 among %lld "
+           "candidates",
+           static_cast<long long>(n_layers), size, size, autoencoder::ar_target_name(ar_target),
+           ar_target == autoencoder::ArTarget::raw ? "reconstructions used as they are"
+                                                   : "reconstructions mapped to each layer's median activation norm",
+           static_cast<long long>(recall_pool));
 
   std::map<int64_t, LayerScores> scored;
   if (!owned.empty()) {
     // The same distractor draw at every layer and condition (indices into the layer's rows).
-    auto distractors = draw_distractors(0, n, n, recall_pool - 1, static_cast<uint64_t>(o.seed));  // (n, P)
-    for (const auto& [li, outputs] : owned) {
+    auto distractors = draw_distractors(0, n, static_cast<int64_t>(pool_rows.size()), recall_pool - 1,
+                                        static_cast<uint64_t>(o.seed));  // (n, P): indices into pool_rows
+    for (auto& [li, outputs] : owned) {
       const int layer = layers[static_cast<size_t>(li)];
-      auto truth = store::read_rows_tensor(acts, layer, rows);  // (n, d)
+      auto pool = store::read_rows_tensor(acts, layer, pool_rows);  // (M, d): the evaluated rows first
+      auto truth = pool.narrow(0, 0, n);                            // (n, d)
       double var_nrm_value = var_nrm_source == "meta" ? *ar_meta.var_nrm : var_nrm(truth);
       bool with_pca = std::find(pca_layers.begin(), pca_layers.end(), layer) != pca_layers.end();
-      scored[li] = score_layer(layer, outputs, truth, var_nrm_value, anchor_median_norm, distractors,
+      scored[li] = score_layer(layer, outputs, truth, pool, var_nrm_value, anchor_median_norm, ar_target, distractors,
                                static_cast<uint64_t>(o.seed), with_pca);
     }
   }
@@ -686,6 +751,8 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
     results.var_nrm_source = var_nrm_source;
     results.anchor_median_norm = anchor_median_norm;
     results.recall_pool = recall_pool;
+    results.pool_rows = pool_rows;
+    results.ar_target = autoencoder::ar_target_name(ar_target);
     results.clc = clc_matrix(results.reconstructions["av"]);
     results.attributes = {{"created_by", created_by},
                           {"av", o.av},
@@ -698,7 +765,10 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
                           {"pool", std::to_string(o.pool)},
                           {"max_new_tokens", std::to_string(o.max_new_tokens)},
                           {"temperature", std::to_string(o.temperature)},
-                          {"av_descriptions", o.av_descriptions}};
+                          {"av_descriptions", o.av_descriptions},
+                          {"ar_target", results.ar_target},
+                          {"device", load.device.str()},
+                          {"precision", load.dtype == at::kBFloat16 ? "bf16" : "fp32"}};
     fs::create_directories(o.out);
     write_summary_csv(results, o.out + "/summary.csv");
     write_results(results, o.out + "/results.h5");  // last: its presence marks a complete run
@@ -714,7 +784,7 @@ void write_results(const SweepResults& r, const std::string& path) {
   {
     H5Handle file(NLA_CHECK_H5(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
     store::write_attribute(file, "format", std::string(kEvalFormat));
-    store::write_attribute(file, "version", int64_t{1});
+    store::write_attribute(file, "version", kEvalVersion);
     store::write_attribute(file, "anchor_layer", int64_t{r.anchor_layer});
     store::write_attribute(file, "recall_pool", r.recall_pool);
     std::vector<int64_t> layers(r.layers.begin(), r.layers.end());
@@ -726,6 +796,11 @@ void write_results(const SweepResults& r, const std::string& path) {
     write_array(file, "samples/position", at::tensor(std::vector<int32_t>(r.positions), at::kInt));
     for (const auto& [condition, metrics] : r.metrics)
       for (const auto& [metric, values] : metrics) write_array(file, "metrics/" + condition + "/" + metric, values);
+    for (const auto& [condition, metrics] : r.layer_metrics)
+      for (const auto& [metric, values] : metrics) write_array(file, "layer_metrics/" + condition + "/" + metric, values);
+    write_array(file, "median_norm", r.median_norm);
+    write_array(file, "reconstruction_scale", r.reconstruction_scale);
+    write_array(file, "pool_rows", at::tensor(r.pool_rows, at::kLong));
     for (const auto& [condition, values] : r.reconstructions) write_array(file, "reconstructions/" + condition, values);
     for (const auto& [condition, values] : r.failed) write_array(file, "failed/" + condition, values);
     for (const auto& [condition, texts] : r.descriptions)
@@ -759,6 +834,9 @@ SweepResults read_results(const std::string& path) {
   NLA_CHECK_INPUT(file.valid(), path, ": not an HDF5 file");
   NLA_CHECK_INPUT(store::attribute_exists(file, "format") && store::read_string_attribute(file, "format") == kEvalFormat,
                   path, ": attribute 'format': expected \"", kEvalFormat, "\"");
+  const int64_t version = store::attribute_exists(file, "version") ? store::read_int_attribute(file, "version") : 0;
+  NLA_CHECK_INPUT(version == kEvalVersion, path, ": attribute 'version': expected ", kEvalVersion, ", got ", version,
+                  " (written before reconstructions were put in the activation's scale: run nla eval again)");
   SweepResults r;
   r.anchor_layer = static_cast<int>(store::read_int_attribute(file, "anchor_layer"));
   r.recall_pool = store::read_int_attribute(file, "recall_pool");
@@ -767,9 +845,10 @@ SweepResults read_results(const std::string& path) {
   r.anchor_median_norm = read_array_attribute<double>(file, "anchor_median_norm", H5T_NATIVE_DOUBLE, path).at(0);
   for (const auto& name : kRunDefiningAttributes)
     r.attributes[name] = store::attribute_exists(file, name) ? store::read_string_attribute(file, name) : "";
-  for (const char* name : {"created_by", "model"})
+  for (const char* name : {"created_by", "model", "device", "precision"})
     if (store::attribute_exists(file, name)) r.attributes[name] = store::read_string_attribute(file, name);
   r.var_nrm_source = r.attributes["var_nrm_source"];
+  r.ar_target = r.attributes["ar_target"];
   auto to_vector = [](const at::Tensor& t, auto type_tag) {
     using T = decltype(type_tag);
     return std::vector<T>(t.data_ptr<T>(), t.data_ptr<T>() + t.numel());
@@ -777,9 +856,16 @@ SweepResults read_results(const std::string& path) {
   r.rows = to_vector(read_array(file, "samples/row", at::kLong, path), int64_t{});
   r.documents = to_vector(read_array(file, "samples/doc", at::kLong, path), int64_t{});
   r.positions = to_vector(read_array(file, "samples/position", at::kInt, path), int32_t{});
-  for (const auto& condition : kConditions)
+  for (const auto& condition : kConditions) {
     for (const auto& metric : kMetrics)
       r.metrics[condition][metric] = read_array(file, "metrics/" + condition + "/" + metric, at::kDouble, path);
+    for (const auto& metric : kLayerMetrics)
+      r.layer_metrics[condition][metric] =
+          read_array(file, "layer_metrics/" + condition + "/" + metric, at::kDouble, path);
+  }
+  r.median_norm = read_array(file, "median_norm", at::kDouble, path);
+  r.reconstruction_scale = read_array(file, "reconstruction_scale", at::kDouble, path);
+  r.pool_rows = to_vector(read_array(file, "pool_rows", at::kLong, path), int64_t{});
   for (const auto& condition : kGeneratedConditions) {
     r.reconstructions[condition] = read_array(file, "reconstructions/" + condition, at::kFloat, path);
     r.failed[condition] = read_array(file, "failed/" + condition, at::kByte, path);
@@ -826,9 +912,20 @@ void write_summary_csv(const SweepResults& r, const std::string& path) {
                   median_of(kept), std_dev, kept.size());
     out << line;
   };
+  // A per-layer figure is one number: mean and median are it, std is NaN.
+  auto figure_row = [&](int layer, const std::string& condition, const std::string& metric, double value) {
+    char line[256];
+    std::snprintf(line, sizeof line, "%d,%s,%s,%.10g,%.10g,nan,%zu\n", layer, condition.c_str(), metric.c_str(), value,
+                  value, r.rows.size());
+    out << line;
+  };
   for (size_t li = 0; li < r.layers.size(); ++li) {
     for (const auto& condition : kConditions)
       for (const auto& metric : kMetrics) row(r.layers[li], condition, metric, r.metrics.at(condition).at(metric)[li]);
+    for (const auto& condition : kConditions)
+      for (const auto& metric : kLayerMetrics)
+        figure_row(r.layers[li], condition, metric,
+                   r.layer_metrics.at(condition).at(metric)[static_cast<int64_t>(li)].item<double>());
     for (const auto& condition : kGeneratedConditions) row(r.layers[li], condition, "failed", r.failed.at(condition)[li]);
   }
   file.commit();
@@ -840,7 +937,8 @@ SweepResults merge_results(const std::vector<SweepResults>& parts) {
   std::set<int> seen;
   for (const auto& part : parts) {
     NLA_CHECK_INPUT(part.rows == first.rows && part.anchor_layer == first.anchor_layer &&
-                        part.anchor_median_norm == first.anchor_median_norm && part.recall_pool == first.recall_pool,
+                        part.anchor_median_norm == first.anchor_median_norm && part.recall_pool == first.recall_pool &&
+                        part.pool_rows == first.pool_rows,
                     "eval-merge: parts differ in their samples, anchor layer or recall pool (expected one sweep split "
                     "by layers)");
     for (const auto& name : kRunDefiningAttributes)
@@ -861,6 +959,8 @@ SweepResults merge_results(const std::vector<SweepResults>& parts) {
   merged.anchor_median_norm = first.anchor_median_norm;
   merged.recall_pool = first.recall_pool;
   merged.var_nrm_source = first.var_nrm_source;
+  merged.ar_target = first.ar_target;
+  merged.pool_rows = first.pool_rows;
   merged.attributes = first.attributes;
   auto cat = [&](auto get) {
     std::vector<at::Tensor> pieces;
@@ -877,9 +977,15 @@ SweepResults merge_results(const std::vector<SweepResults>& parts) {
   }
   NLA_CHECK_INPUT(std::is_sorted(merged.layers.begin(), merged.layers.end()),
                   "eval-merge: parts interleave their layers (expected contiguous layer blocks)");
-  for (const auto& condition : kConditions)
+  for (const auto& condition : kConditions) {
     for (const auto& metric : kMetrics)
       merged.metrics[condition][metric] = cat([&](const SweepResults& p) { return p.metrics.at(condition).at(metric); });
+    for (const auto& metric : kLayerMetrics)
+      merged.layer_metrics[condition][metric] =
+          cat([&](const SweepResults& p) { return p.layer_metrics.at(condition).at(metric); });
+  }
+  merged.median_norm = cat([](const SweepResults& p) { return p.median_norm; });
+  merged.reconstruction_scale = cat([](const SweepResults& p) { return p.reconstruction_scale; });
   for (const auto& condition : kGeneratedConditions) {
     merged.reconstructions[condition] = cat([&](const SweepResults& p) { return p.reconstructions.at(condition); });
     merged.failed[condition] = cat([&](const SweepResults& p) { return p.failed.at(condition); });

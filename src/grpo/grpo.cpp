@@ -137,41 +137,53 @@ struct Sample {
   std::vector<int64_t> tokens;
   std::string explanation;  // what the AR reads: the bare text between the answer's tags
   bool failed = true;
-  double mse_nrm = NAN;   // failed: NaN
-  double reward = kFailedReward;
+  double mse_nrm = NAN;   // failed: NaN. The direction's error, whatever the AR's target
+  double ar_loss = NAN;   // failed: NaN. The AR's objective (mse_nrm, or mse / var_raw for a raw AR)
+  double reward = kFailedReward;  // -ar_loss, or kFailedReward
 };
 
-// What a set of samples scored: rewards over all, mse_nrm over those that closed their tag.
+// What a set of samples scored: rewards over all, mse_nrm (and a raw AR's loss) over those
+// that closed their tag.
 struct SampleStats {
   int64_t samples = 0, failed = 0;
-  double reward_mean = 0, reward_std = 0, mse_nrm = NAN, description_tokens = 0;
+  double reward_mean = 0, reward_std = 0, mse_nrm = NAN, ar_loss = NAN, description_tokens = 0;
   double failure_rate() const { return samples ? static_cast<double>(failed) / static_cast<double>(samples) : 0.0; }
-  nlohmann::json to_json(double var_nrm) const {
+  nlohmann::json to_json(double var_nrm, autoencoder::ArTarget target) const {
     const bool any = samples > failed;
-    return {{"reward_mean", reward_mean},
-            {"reward_std", reward_std},
-            {"mse_nrm", any ? nlohmann::json(mse_nrm) : nlohmann::json()},
-            {"fve_nrm", any ? nlohmann::json(autoencoder::fve_nrm(mse_nrm, var_nrm)) : nlohmann::json()},
-            {"failure_rate", failure_rate()},
-            {"description_tokens", description_tokens}};
+    nlohmann::json out = {{"reward_mean", reward_mean},
+                          {"reward_std", reward_std},
+                          {"mse_nrm", any ? nlohmann::json(mse_nrm) : nlohmann::json()},
+                          {"fve_nrm", any ? nlohmann::json(autoencoder::fve_nrm(mse_nrm, var_nrm)) : nlohmann::json()},
+                          {"failure_rate", failure_rate()},
+                          {"description_tokens", description_tokens}};
+    // A raw AR's reward is -mse / var_raw: its FVE against the training variance is 1 + reward.
+    if (target == autoencoder::ArTarget::raw) out["fve"] = any ? nlohmann::json(1.0 - ar_loss) : nlohmann::json();
+    return out;
   }
 };
 SampleStats sample_stats(const std::vector<Sample>& batch) {
   SampleStats stats;
   stats.samples = static_cast<int64_t>(batch.size());
-  double reward_sum = 0, mse_sum = 0, tokens = 0;
+  double reward_sum = 0, mse_sum = 0, loss_sum = 0, tokens = 0;
   for (const auto& s : batch) {
     reward_sum += s.reward;
     tokens += static_cast<double>(s.tokens.size());
-    if (s.failed) ++stats.failed;
-    else mse_sum += s.mse_nrm;
+    if (s.failed) {
+      ++stats.failed;
+    } else {
+      mse_sum += s.mse_nrm;
+      loss_sum += s.ar_loss;
+    }
   }
   const double count = static_cast<double>(std::max<int64_t>(stats.samples, 1));
   stats.reward_mean = reward_sum / count;
   double squares = 0;
   for (const auto& s : batch) squares += (s.reward - stats.reward_mean) * (s.reward - stats.reward_mean);
   stats.reward_std = std::sqrt(squares / count);
-  if (stats.samples > stats.failed) stats.mse_nrm = mse_sum / static_cast<double>(stats.samples - stats.failed);
+  if (stats.samples > stats.failed) {
+    stats.mse_nrm = mse_sum / static_cast<double>(stats.samples - stats.failed);
+    stats.ar_loss = loss_sum / static_cast<double>(stats.samples - stats.failed);
+  }
   stats.description_tokens = tokens / count;
   return stats;
 }
@@ -255,6 +267,7 @@ struct Inputs {
   autoencoder::NlaMeta av_meta, ar_meta;
   int64_t n_rows = 0;
   double var_nrm = 0;
+  autoencoder::ArObjective objective;  // the AR's target: what it is refreshed on and the reward
 };
 
 // Validates options and inputs (on rank 0; InputError reaches every rank through run_on_root).
@@ -318,6 +331,7 @@ Inputs validate(const GrpoOptions& o, const RoleLayout& layout) {
     in.var_nrm = autoencoder::var_nrm(store::read_rows_tensor(acts, in.layer, rows));
   }
   NLA_CHECK_INPUT(in.var_nrm > 0, o.ar, ": var_nrm ", in.var_nrm, "; expected > 0");
+  in.objective = in.ar_meta.ar_objective(o.ar + "/nla_meta.yaml");
   NLA_CHECK_INPUT(o.eval_every >= 0, "option 'eval-every': expected >= 0, got ", o.eval_every);
   if (!o.eval_store.empty()) {
     store::ActivationStore held_out(o.eval_store);
@@ -356,6 +370,7 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     in.n_rows = static_cast<int64_t>(numbers[1].item<double>());
     in.var_nrm = numbers[2].item<double>();
   }
+  if (rank != 0) in.objective = in.ar_meta.ar_objective(o.ar + "/nla_meta.yaml");  // validated on rank 0
   const bool is_trainer = layout.has(rank, Role::trainer);
   const bool is_rollout = layout.has(rank, Role::rollout);
   const bool is_reward = layout.has(rank, Role::reward);
@@ -377,9 +392,11 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
   auto tokenizer = tokenizer::Tokenizer::from_file(tokenizer_dir);
   const auto prompt = autoencoder::av_prompt(tokenizer, in.av_meta.actor_template);
   const double injection_scale = in.av_meta.injection_scale;
-  log_info("grpo: %s | %lld steps x %lld activations x %lld samples | layer %d | var_nrm %.4f",
+  log_info("grpo: %s | %lld steps x %lld activations x %lld samples | layer %d | var_nrm %.4f | AR target %s: "
+           "reward -%s",
            layout.describe().c_str(), static_cast<long long>(o.steps), static_cast<long long>(n),
-           static_cast<long long>(k), in.layer, in.var_nrm);
+           static_cast<long long>(k), in.layer, in.var_nrm, autoencoder::ar_target_name(in.objective.target),
+           in.objective.name());
 
   // ---- models: trainers hold the sharded AV, its frozen SFT reference and the AR ---------
   std::unique_ptr<train::ShardedVerbalizer> policy, reference;
@@ -389,7 +406,8 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     policy = std::make_unique<train::ShardedVerbalizer>(autoencoder::load_av(o.av, load), groups.trainer, fsdp);
     if (o.freeze_embeddings) policy->sharded().freeze("embed");
     reference = std::make_unique<train::ShardedVerbalizer>(autoencoder::load_av(o.av, load), groups.trainer, fsdp);
-    critic = std::make_unique<train::ShardedReconstructor>(autoencoder::load_ar(o.ar, load), groups.trainer, fsdp);
+    critic = std::make_unique<train::ShardedReconstructor>(autoencoder::load_ar(o.ar, load), groups.trainer, fsdp,
+                                                           in.objective);
     // The SFT stages' optimizer configuration (betas 0.9, 0.95), as the authors use for RL too.
     av_optimizer = std::make_unique<dist::ShardedAdamW>(policy->sharded(), train::nla_adamw(o.lr, o.weight_decay));
     ar_optimizer = std::make_unique<dist::ShardedAdamW>(critic->sharded(),
@@ -530,8 +548,8 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     for (int64_t i = 0; i < total; ++i) batch[static_cast<size_t>(i)].row = rows[static_cast<size_t>(i / k)];
     return batch;
   };
-  // Sets mse_nrm and reward = -mse_nrm of every sample that closed its tag, with the reward
-  // ranks' AR: chunks of score_batch samples dealt to the reward ranks.
+  // Sets mse_nrm, ar_loss and reward = -ar_loss of every sample that closed its tag, with the
+  // reward ranks' AR: chunks of score_batch samples dealt to the reward ranks.
   auto score = [&](std::vector<Sample>& batch, const store::ActivationStore& store, const std::string& what) {
     const int64_t total = static_cast<int64_t>(batch.size());
     nlohmann::json scored = nlohmann::json::array();
@@ -550,18 +568,22 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
         }
         if (indices.empty()) continue;
         auto predicted = reward_ar->forward(reward_ar->make_batch(tokenizer, descriptions, o.ar_max_tokens));  // (b, d)
-        auto errors = autoencoder::mse_nrm(predicted, store::read_rows_tensor(store, in.layer, chunk_rows).to(device))
-                          .to(at::kDouble).cpu();  // (b)
-        for (size_t q = 0; q < indices.size(); ++q) scored.push_back({indices[q], errors[static_cast<int64_t>(q)].item<double>()});
+        auto truth = store::read_rows_tensor(store, in.layer, chunk_rows).to(device);                        // (b, d)
+        auto errors = autoencoder::mse_nrm(predicted, truth).to(at::kDouble).cpu();                           // (b)
+        auto losses = in.objective.per_row(predicted, truth).to(at::kDouble).cpu();                          // (b)
+        for (size_t q = 0; q < indices.size(); ++q)
+          scored.push_back({indices[q], errors[static_cast<int64_t>(q)].item<double>(),
+                            losses[static_cast<int64_t>(q)].item<double>()});
       }
     }
     for (const auto& text : all_gather_text(MPI_COMM_WORLD, scored.dump()))
       for (const auto& record : nlohmann::json::parse(text)) {
         auto& s = batch.at(record.at(0).get<size_t>());
         s.mse_nrm = record.at(1).get<double>();
-        NLA_CHECK(std::isfinite(s.mse_nrm), "grpo: ", what, ": non-finite mse_nrm for store row ", s.row, " of ",
-                  store.path());
-        s.reward = -s.mse_nrm;
+        s.ar_loss = record.at(2).get<double>();
+        NLA_CHECK(std::isfinite(s.mse_nrm) && std::isfinite(s.ar_loss), "grpo: ", what, ": non-finite AR error for "
+                  "store row ", s.row, " of ", store.path());
+        s.reward = -s.ar_loss;
       }
   };
 
@@ -598,8 +620,8 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
     nlohmann::json record = {{"step", done_steps},
                              {"rows", static_cast<int64_t>(eval_rows.size())},
                              {"samples_per_activation", k},
-                             {"policy", policy_stats.to_json(in.var_nrm)},
-                             {"sft", sft_stats.to_json(in.var_nrm)},
+                             {"policy", policy_stats.to_json(in.var_nrm, in.objective.target)},
+                             {"sft", sft_stats.to_json(in.var_nrm, in.objective.target)},
                              {"reward_gain", gain.mean},
                              {"reward_gain_se", gain.standard_error},
                              {"seconds", seconds_since(eval_start)}};
@@ -756,14 +778,16 @@ void run_grpo(const GrpoOptions& o, const GrpoRunInfo& info) {
       const double step_s = seconds_since(step_start);
       auto sums = update_sums.accessor<double, 1>();
       nlohmann::json record = {{"step", step + 1}};
-      record.update(stats.to_json(in.var_nrm));
+      record.update(stats.to_json(in.var_nrm, in.objective.target));
       record.update(nlohmann::json{
           {"kl", sums[1] / global_tokens},
           {"loss", sums[0] / static_cast<double>(o.ppo_epochs)},
           {"clip_fraction", sums[2] / (global_tokens * static_cast<double>(o.ppo_epochs))},
           {"grad_norm", grad_norm},
           {"ar_refreshed", refresh_ar},
-          {"ar_mse_nrm", refresh_ar && sums[4] > 0 ? nlohmann::json(sums[3] / sums[4]) : nlohmann::json()},
+          // the AR's objective over its refresh pairs: mse_nrm, or mse / var_raw for a raw AR
+          {in.objective.target == autoencoder::ArTarget::raw ? "ar_loss" : "ar_mse_nrm",
+           refresh_ar && sums[4] > 0 ? nlohmann::json(sums[3] / sums[4]) : nlohmann::json()},
           {"ar_pairs", refresh_ar ? sums[4] / static_cast<double>(o.ar_refresh_steps) : 0.0},  // per AR step
           {"rollout_tokens_per_s", static_cast<double>(generated_tokens) / std::max(generate_s, 1e-9)},
           {"seconds", {{"generate", generate_s}, {"score", score_s}, {"update", update_s}, {"sync", sync_s},

@@ -43,6 +43,7 @@ std::string NlaMeta::to_yaml() const {
   out << YAML::Key << "injection_scale" << YAML::Value << injection_scale;
   out << YAML::Key << "mse_scale" << YAML::Value << mse_scale;
   if (var_nrm) out << YAML::Key << "var_nrm" << YAML::Value << *var_nrm;
+  if (var_raw) out << YAML::Key << "var_raw" << YAML::Value << *var_raw;
   out << YAML::EndMap;
   out << YAML::Key << "tokens" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "injection_char" << YAML::Value << YAML::DoubleQuoted << injection_char;
@@ -57,6 +58,7 @@ std::string NlaMeta::to_yaml() const {
   out << YAML::EndMap;
   out << YAML::Key << "critic" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "extraction_layer_index" << YAML::Value << extraction_layer_index;
+  if (role == "ar") out << YAML::Key << "target" << YAML::Value << ar_target_name(ar_target);
   out << YAML::EndMap;
   if (!base_model.empty()) {
     out << YAML::Key << "nla" << YAML::Value << YAML::BeginMap;
@@ -117,6 +119,13 @@ NlaMeta NlaMeta::from_yaml(const std::string& text, const std::string& source) {
                                  std::sqrt(static_cast<double>(meta.d_model)));
   if (root["extraction"] && root["extraction"]["var_nrm"])
     meta.var_nrm = field<double>(root, source, {"extraction", "var_nrm"}, true, 0.0);
+  if (root["extraction"] && root["extraction"]["var_raw"]) {
+    meta.var_raw = field<double>(root, source, {"extraction", "var_raw"}, true, 0.0);
+    NLA_CHECK_INPUT(*meta.var_raw > 0 && std::isfinite(*meta.var_raw), source,
+                    ": key 'extraction.var_raw': expected a finite value > 0, got ", *meta.var_raw);
+  }
+  meta.ar_target = parse_ar_target(field<std::string>(root, source, {"critic", "target"}, false, "normalized"),
+                                   source + ": key 'critic.target'");
   meta.injection_char = field<std::string>(root, source, {"tokens", "injection_char"}, false, kInjectionChar);
   meta.injection_token_id = field<int64_t>(root, source, {"tokens", "injection_token_id"}, false, kInjectionTokenId);
   meta.injection_left_neighbor_id =
@@ -139,6 +148,17 @@ NlaMeta NlaMeta::from_yaml(const std::string& text, const std::string& source) {
                                                field<int64_t>(root, source, {"extraction_layer_index"}, false, -1));
   meta.base_model = field<std::string>(root, source, {"nla", "base_model"}, false, "");
   return meta;
+}
+
+ArObjective NlaMeta::ar_objective(const std::string& source) const {
+  ArObjective objective;
+  objective.target = ar_target;
+  if (ar_target == ArTarget::raw) {
+    NLA_CHECK_INPUT(var_raw.has_value(), source, ": key 'extraction.var_raw': missing (an AR with critic.target raw "
+                    "needs it: the reward is -MSE / var_raw)");
+    objective.var_raw = *var_raw;
+  }
+  return objective;
 }
 
 NlaMeta NlaMeta::read(const std::string& directory) {

@@ -22,6 +22,27 @@ at::Tensor mse_nrm(const at::Tensor& x, const at::Tensor& y) {
   return (normalise_rows(x) - normalise_rows(y)).pow(2).mean({1});  // (N)
 }
 
+double var_raw(const at::Tensor& x) {
+  NLA_CHECK(x.dim() == 2 && x.size(0) > 1, "var_raw: expected (N > 1, d)");
+  return x.to(at::kDouble).var(0, /*unbiased=*/false).mean().item<double>();
+}
+
+ArTarget parse_ar_target(const std::string& text, const std::string& where) {
+  if (text == "normalized") return ArTarget::normalized;
+  if (text == "raw") return ArTarget::raw;
+  NLA_INPUT_ERROR(where, ": expected normalized or raw, got '", text, "'");
+}
+
+const char* ar_target_name(ArTarget target) { return target == ArTarget::normalized ? "normalized" : "raw"; }
+
+at::Tensor ArObjective::per_row(const at::Tensor& prediction, const at::Tensor& target_rows) const {
+  if (target == ArTarget::normalized) return mse_nrm(prediction, target_rows);
+  NLA_CHECK(prediction.sizes() == target_rows.sizes(), "ArObjective: shapes differ: ", prediction.sizes(), " vs ",
+            target_rows.sizes());
+  NLA_CHECK(var_raw > 0, "ArObjective: var_raw must be > 0, got ", var_raw);
+  return (prediction.to(at::kFloat) - target_rows.to(at::kFloat)).pow(2).mean({1}) / var_raw;  // (N)
+}
+
 double var_nrm(const at::Tensor& x) {
   NLA_CHECK(x.dim() == 2 && x.size(0) > 1, "var_nrm: expected (N > 1, d)");
   return normalise_rows(x).var(0, /*unbiased=*/false).mean().item<double>();

@@ -64,8 +64,10 @@ struct SftData {
   std::vector<int64_t> eval_rows;
   int layer = 0;
   double var_nrm = 0;
+  double var_raw = 0;         // the raw training rows' mean per-dimension variance
   double injection_scale = 0;
   at::Tensor mean_direction;  // (1, d) fp32: the mean of the normalised training rows
+  at::Tensor mean_row;        // (1, d) fp32: the mean of the raw training rows
 };
 
 namespace {
@@ -120,7 +122,11 @@ SftData load_data(const SftOptions& o, const char* command) {
   }
   auto stat_acts = store::read_rows_tensor(acts, data.layer, stat_rows);  // (S, d)
   data.var_nrm = autoencoder::var_nrm(stat_acts);
+  data.var_raw = autoencoder::var_raw(stat_acts);
+  NLA_CHECK_INPUT(data.var_raw > 0 && std::isfinite(data.var_raw), o.store, ": layer ", data.layer,
+                  ": the training rows' variance is ", data.var_raw, "; expected finite and > 0");
   data.mean_direction = autoencoder::normalise_rows(stat_acts).mean(0, /*keepdim=*/true);  // (1, d)
+  data.mean_row = stat_acts.to(at::kFloat).mean(0, /*keepdim=*/true);                       // (1, d)
   data.injection_scale = o.injection_scale;
   if (data.injection_scale <= 0) {  // a round number a little above the mean norm, as the authors chose 150
     const double mean_norm = stat_acts.norm(2, {1}).mean().item<double>();
@@ -177,13 +183,22 @@ SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const
     auto e = task.evaluate(step);
     nlohmann::json record = {{"step", step}, {"split", "validation"}, {"loss", e.loss}, {"n", data.eval_rows.size()}};
     if (std::string(task.command) == "train-ar") {
-      record["mse_nrm"] = e.loss;
+      record["mse_nrm"] = e.mse_nrm;
       record["fve_nrm"] = e.fve_nrm;
       record["baseline_mse_nrm"] = e.baseline_mse_nrm;
       record["baseline_fve_nrm"] = e.baseline_fve_nrm;
-      log_info("%s: step %lld | val mse_nrm %.4f | fve_nrm %.4f | mean baseline mse_nrm %.4f fve_nrm %.4f",
-               task.command, static_cast<long long>(step), e.loss, e.fve_nrm, e.baseline_mse_nrm,
-               e.baseline_fve_nrm);
+      if (o.ar_target == "raw") {
+        record["fve"] = e.fve;
+        record["baseline_fve"] = e.baseline_fve;
+        record["mse"] = e.loss * data.var_raw;
+        log_info("%s: step %lld | val mse %.4g | fve %.4f (mean baseline 0) | fve_nrm %.4f (mean direction %.4f)",
+                 task.command, static_cast<long long>(step), e.loss * data.var_raw, e.fve, e.fve_nrm,
+                 e.baseline_fve_nrm);
+      } else {
+        log_info("%s: step %lld | val mse_nrm %.4f | fve_nrm %.4f | mean baseline mse_nrm %.4f fve_nrm %.4f",
+                 task.command, static_cast<long long>(step), e.loss, e.fve_nrm, e.baseline_mse_nrm,
+                 e.baseline_fve_nrm);
+      }
     } else {
       record["loss_shuffled"] = e.loss_shuffled;
       record["vector_gain"] = e.loss_shuffled - e.loss;
@@ -199,16 +214,21 @@ SftResult run_sft(const SftOptions& o, const SftData& data, SftTask& task, const
     saved.step = step;
     saved.extra = {{"command", task.command}, {"seed", o.seed}, {"batch", o.batch}};
     if (o.freeze_embeddings) saved.extra["freeze_embeddings"] = true;  // absent = false (older states)
+    if (std::string(task.command) == "train-ar") saved.extra["ar_target"] = o.ar_target;  // absent = normalized
     save_trainer_state(o.out, saved, {{"model", task.optimizer}}, comm);
   };
 
   if (state) {
     NLA_CHECK_INPUT(state->extra.value("command", "") == task.command && state->extra.value("seed", int64_t{-1}) == o.seed &&
                         state->extra.value("batch", int64_t{-1}) == o.batch &&
-                        state->extra.value("freeze_embeddings", false) == o.freeze_embeddings,
+                        state->extra.value("freeze_embeddings", false) == o.freeze_embeddings &&
+                        (std::string(task.command) != "train-ar" ||
+                         state->extra.value("ar_target", std::string("normalized")) == o.ar_target),
                     o.out, "/trainer_state/state.json: written by ", state->extra.dump(), "; expected command ",
                     task.command, ", seed ", o.seed, ", batch ", o.batch, ", freeze_embeddings ",
-                    o.freeze_embeddings ? "true" : "false", " to resume (or use a new 'out')");
+                    o.freeze_embeddings ? "true" : "false",
+                    std::string(task.command) == "train-ar" ? ", ar_target " + o.ar_target : std::string(),
+                    " to resume (or use a new 'out')");
     log_info("%s: resumed from %s/trainer_state at step %lld", task.command, o.out.c_str(),
              static_cast<long long>(first_step));
   } else {
@@ -291,6 +311,7 @@ SftInputs check_sft_inputs(const SftOptions& o, const char* command) {
     *data = load_data(o, command);
     dist::resolve_precision(o.precision, dist::device_kind(o.device));  // the kind only: no GPU chosen here
     sequence_mean_aggregation(o.loss_aggregation);
+    autoencoder::parse_ar_target(o.ar_target, "option 'ar-target'");
     signal_from_name(o.kill_signal, "kill-signal");
     auto config = model::Qwen2Config::from_file(o.model);
     NLA_CHECK_INPUT(config.hidden_size == data->acts->hidden_size(), o.store, ": hidden_size ",
@@ -369,7 +390,11 @@ SftResult train_ar(const SftOptions& o, const SftInputs& inputs) {
   dist::FsdpOptions fsdp;
   fsdp.per_block = o.per_block;
   fsdp.compute_dtype = compute_dtype;
-  ar = std::make_unique<ShardedReconstructor>(autoencoder::Reconstructor::from_base(o.model, o.layer, load), comm, fsdp);
+  autoencoder::ArObjective objective;
+  objective.target = autoencoder::parse_ar_target(o.ar_target, "option 'ar-target'");
+  objective.var_raw = data.var_raw;
+  ar = std::make_unique<ShardedReconstructor>(autoencoder::Reconstructor::from_base(o.model, o.layer, load), comm, fsdp,
+                                              objective);
   dist::ShardedAdamW optimizer(ar->sharded(), nla_adamw(o.lr_max, o.weight_decay));
 
   auto pick = [&](const std::vector<int64_t>& rows) {
@@ -383,6 +408,7 @@ SftResult train_ar(const SftOptions& o, const SftInputs& inputs) {
     return autoencoder::make_ar_batch(tokenizer, pick(rows), o.max_tokens, ar->critic_template(), device);
   };
   const auto mean_direction = data.mean_direction.to(device);
+  const auto mean_row = data.mean_row.to(device);
 
   SftTask task;
   task.command = "train-ar";
@@ -395,7 +421,7 @@ SftResult train_ar(const SftOptions& o, const SftInputs& inputs) {
     return std::make_pair(per_row.sum().item<double>(), static_cast<double>(rows.size()));
   };
   task.evaluate = [&](int64_t step) {
-    double sum = 0, baseline_sum = 0;
+    double sum = 0, nrm_sum = 0, baseline_nrm_sum = 0, baseline_sum = 0;
     // Chunks of `batch` rows over all ranks; a rank without rows in a chunk runs one row
     // and ignores it, so every rank makes the same collective calls.
     for (size_t first = 0; first < data.eval_rows.size(); first += static_cast<size_t>(o.batch)) {
@@ -408,30 +434,40 @@ SftResult train_ar(const SftOptions& o, const SftInputs& inputs) {
       auto target = store::read_rows_tensor(*data.acts, data.layer, mine).to(device);  // (R, d)
       auto predicted = ar->predict(batch_of(mine));                      // (R, d)
       if (idle) continue;
-      sum += autoencoder::mse_nrm(predicted, target).sum().item<double>();
-      baseline_sum += autoencoder::mse_nrm(mean_direction.expand_as(target), target).sum().item<double>();
+      sum += objective.per_row(predicted, target).sum().item<double>();
+      nrm_sum += autoencoder::mse_nrm(predicted, target).sum().item<double>();
+      baseline_nrm_sum += autoencoder::mse_nrm(mean_direction.expand_as(target), target).sum().item<double>();
+      if (objective.target == autoencoder::ArTarget::raw)
+        baseline_sum += objective.per_row(mean_row.expand_as(target), target).sum().item<double>();
     }
     const double n = static_cast<double>(data.eval_rows.size());
     SftEval e;
     e.step = step;
     e.loss = comm.all_reduce_scalar(sum) / n;
-    e.baseline_mse_nrm = comm.all_reduce_scalar(baseline_sum) / n;
-    e.fve_nrm = autoencoder::fve_nrm(e.loss, data.var_nrm);
+    e.mse_nrm = comm.all_reduce_scalar(nrm_sum) / n;
+    e.baseline_mse_nrm = comm.all_reduce_scalar(baseline_nrm_sum) / n;
+    e.fve_nrm = autoencoder::fve_nrm(e.mse_nrm, data.var_nrm);
     e.baseline_fve_nrm = autoencoder::fve_nrm(e.baseline_mse_nrm, data.var_nrm);
+    if (objective.target == autoencoder::ArTarget::raw) {
+      e.fve = 1.0 - e.loss;  // the loss is mse / var_raw
+      e.baseline_fve = 1.0 - comm.all_reduce_scalar(baseline_sum) / n;
+    }
     return e;
   };
   task.save_checkpoint = [&](const std::string& directory) {
     auto meta = autoencoder::NlaMeta::defaults("ar", ar->d_model(), o.layer, data.injection_scale);
     meta.var_nrm = data.var_nrm;
+    meta.var_raw = data.var_raw;
+    meta.ar_target = objective.target;
     meta.base_model = o.model;
     ar->save_checkpoint(meta, directory, tokenizer_dir(o));
   };
 
   const auto& memory = ar->sharded().memory();
-  log_info("train-ar: layer %lld | %zu training rows, %zu validation rows (%zu evaluated) | var_nrm %.4f | s %.4g | "
-           "%lld parameters over %d ranks (%s compute)",
-           static_cast<long long>(o.layer), data.split.train.size(), data.split.validation.size(),
-           data.eval_rows.size(), data.var_nrm, data.injection_scale, static_cast<long long>(memory.total_parameters),
+  log_info("train-ar: layer %lld | target %s (loss %s) | %zu training rows, %zu validation rows (%zu evaluated) | "
+           "var_nrm %.4f var_raw %.4g | s %.4g | %lld parameters over %d ranks (%s compute)",
+           static_cast<long long>(o.layer), o.ar_target.c_str(), objective.name(), data.split.train.size(),
+           data.split.validation.size(), data.eval_rows.size(), data.var_nrm, data.var_raw, data.injection_scale, static_cast<long long>(memory.total_parameters),
            comm.size(), compute_dtype == at::kBFloat16 ? "bf16" : "fp32");
   return run_sft(o, data, task, comm, o.out + "/ar", stop);
 }

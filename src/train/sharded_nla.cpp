@@ -33,8 +33,8 @@ at::Tensor at_last_token(const at::Tensor& hidden, const at::Tensor& last_index)
 // ---- AR ----------------------------------------------------------------------------------
 
 ShardedReconstructor::ShardedReconstructor(autoencoder::Reconstructor ar, dist::Communicator comm,
-                                           dist::FsdpOptions options)
-    : layer_(ar.layer()), critic_template_(ar.critic_template()) {
+                                           dist::FsdpOptions options, autoencoder::ArObjective objective)
+    : layer_(ar.layer()), critic_template_(ar.critic_template()), objective_(objective) {
   at::Tensor head = ar.value_head().detach();
   sharded_ = std::make_unique<dist::ShardedModel>(std::move(ar.trunk()), std::move(comm), summed(options),
                                                   std::vector<dist::ExtraParameter>{{kValueHead, head}});
@@ -51,7 +51,7 @@ at::Tensor ShardedReconstructor::accumulate_gradients(const autoencoder::ArBatch
   sharded_->forward_backward(input, options, [&](const model::ForwardOutput& out) {
     auto last = at_last_token(out.hidden, batch.last_index);                                      // (B, d)
     auto predicted = at::matmul(last, sharded_->extra(kValueHead).t()).to(at::kFloat);             // (B, d)
-    per_row = autoencoder::mse_nrm(predicted, targets.to(predicted.device()));                    // (B)
+    per_row = objective_.per_row(predicted, targets.to(predicted.device()));                      // (B)
     return per_row.sum() * loss_scale;
   });
   return per_row.detach().to(at::kCPU);

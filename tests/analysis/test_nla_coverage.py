@@ -7,7 +7,9 @@ layers beyond the runs are reported uncovered, every output exists, the map has 
 nla_report.py shows the map when RUN/coverage exists; a threshold no set reaches gives the
 "No set of anchors ..." statement with the best achievable minimum; nla_report.py on a
 several-anchor run directory (RUN/anchor_<L>/, RUN/coverage.json) builds the top page and
-every anchor's report. Bad input exits 2."""
+every anchor's report, each anchor's headline table with its FVE from /layer_metrics and the
+definitions line (results.h5 version 2). Bad input exits 2, and so does a several-anchor run
+directory with an anchor run of an older results.h5 version."""
 import csv
 import json
 import os
@@ -114,6 +116,14 @@ class Coverage(unittest.TestCase):
             self.assertIn("agrees with nla_coverage.py", text)
             self.assertIn("![coverage map](coverage/coverage_map.png)", text)
             self.assertGreater(os.path.getsize(os.path.join(run, "report", "coverage", "coverage_map.png")), 10_000)
+            # Each anchor's headline: FVE the per-layer figure of /layer_metrics, the definitions line.
+            self.assertEqual(text.count("FVE: 1 - sum_d Var_i(x - y) / sum_d Var_i(x) over the layer's samples, "
+                                        "reconstructions in the activation's scale (AR target: normalized"), 2)
+            for anchor in (1, 6):
+                figure = make_synthetic_results.layer_fve(anchor=anchor)["av"][anchor]
+                section = text.split(f"### Anchor layer {anchor}")[1]
+                av_row = next(line for line in section.splitlines() if line.startswith("| av |"))
+                self.assertEqual(av_row.split("|")[3].strip(), f"{figure:.3f}", av_row)
             for name in names:
                 self.assertIn(f"(../{name}/report/report.md)", text)
                 self.assertIn(f"(../{name}/report/figures/metric_vs_layer.png)", text)
@@ -121,6 +131,23 @@ class Coverage(unittest.TestCase):
             with open(os.path.join(run, "coverage.csv")) as handle:
                 header = handle.readline().strip().split(",")
             self.assertEqual(header, ["layer", "in_range", "best_anchor", "best_mean", "best_run"] + names)
+
+    def test_several_anchor_run_with_an_older_results_version_exits_two(self):
+        with tempfile.TemporaryDirectory() as run:
+            names = []
+            for anchor, version in ((1, 2), (6, 1)):
+                os.makedirs(os.path.join(run, f"anchor_{anchor}"))
+                make_synthetic_results.make(os.path.join(run, f"anchor_{anchor}", "results.h5"), anchor=anchor,
+                                            seed=anchor, n=30, version=version)
+                names.append(f"anchor_{anchor}")
+            runs = [nla_coverage.read_run(os.path.join(run, name), "cosine", name) for name in names]
+            nla_coverage.write_outputs(runs, list(range(8)), 0.58, "cosine", run, with_map=False)
+            result = subprocess.run([sys.executable, os.path.join(analysis, "nla_report.py"), run],
+                                    capture_output=True, text=True)
+            self.assertEqual(result.returncode, 2)
+            self.assertEqual(result.stderr.count("\n"), 1, result.stderr)
+            self.assertIn(os.path.join(run, "anchor_6", "results.h5") + ": results.h5 version 1", result.stderr)
+            self.assertIn("re-run `nla eval`", result.stderr)
 
     def test_greedy_beyond_the_exact_limit_still_covers(self):
         covers = [{0, 1, 2, 3, 4}, {2, 3, 4, 5, 6}, {4, 5, 6, 7}, {0, 1}, {7}]

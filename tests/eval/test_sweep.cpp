@@ -129,6 +129,29 @@ TEST_F(Sweep, OutputsMatchNumpyAndDoNotDependOnRanksOrParts) {
     EXPECT_TRUE(fs::exists(one + "/report/figures/" + figure)) << figure;
 }
 
+// An AR trained on raw targets is scored as it is (reconstruction_scale NaN), one on
+// normalised targets has its outputs mapped to each layer's median norm (anchor_one_run,
+// checked by check_eval_run.py); with fewer samples than the pool, the recall candidates
+// reach into the store's other rows (pool_rows) up to the requested pool.
+TEST_F(Sweep, ARawTargetArIsScoredAsItIsAndThePoolReachesPastTheSamples) {
+  auto train = run_nla("train-ar --store " + dir_->file("acts.h5") + " --layer 1 --model " + dir_->file("model") +
+                       " --out " + dir_->file("raw_train") + " --ar-target raw --steps 20 --batch 16 --lr-max 5e-3"
+                       " --lr-min 5e-4 --lr-warmup-steps 5 --eval-every 0 --seed 1 --threads 2");
+  ASSERT_EQ(train.exit_status, 0) << train.err;
+  const std::string run = dir_->file("raw_eval");
+  auto result = run_nla(anchors_args(dir_->file("av"), dir_->file("raw_train/ar"), run,
+                                     "--layers 0,1 --samples 12 --batch 6 --pool 40"));
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  EXPECT_NE(result.err.find("AR target raw: reconstructions used as they are"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("recall@10 among 40 candidates"), std::string::npos) << result.err;
+  auto checked = check("check", run, dir_->file("acts.h5"));
+  ASSERT_EQ(checked.exit_status, 0) << checked.err;
+  EXPECT_EQ(nlohmann::json::parse(checked.out)["ar_target"], "raw") << checked.out;
+  auto normalized = check("check", anchor_one_run(), dir_->file("acts.h5"));
+  ASSERT_EQ(normalized.exit_status, 0) << normalized.err;
+  EXPECT_EQ(nlohmann::json::parse(normalized.out)["ar_target"], "normalized") << normalized.out;
+}
+
 TEST_F(Sweep, MatchingDescriptionsBeatShuffledAtTheAnchorLayer) {
   const std::string run = dir_->file("oracle");
   auto result = run_nla(eval_args(run, "--layers 1 --av-descriptions gold --samples 96 --batch 32 --pool 50"));

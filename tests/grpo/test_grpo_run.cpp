@@ -239,6 +239,54 @@ TEST_F(Grpo, AStateFromBeforeTheAggregationOptionResumesWithTheTokenMean) {
   EXPECT_EQ(read_jsonl(old_run + "/metrics.jsonl").size(), 5u);
 }
 
+// An AR trained on raw targets (--ar-target raw): the reward of a successful sample is
+// -MSE / var_raw, so the step's reward mean is (1 - f)(fve - 1) - 2f with f the failure rate
+// and fve = 1 - mean(MSE / var_raw) (a -mse_nrm reward would not satisfy it); the AR is
+// refreshed on the same objective (ar_loss); the checkpointed AR keeps target and var_raw;
+// a run killed after step 2 resumes to the uninterrupted run's metrics.
+TEST_F(Grpo, ARawTargetArIsRewardedWithItsMseAndResumes) {
+  auto ar = run_nla("train-ar --store " + dir_->file("acts.h5") + " --layer 1 --model " + dir_->file("model") +
+                    " --out " + dir_->file("raw_ar_run") + " --ar-target raw --steps 20 --batch 16 --lr-max 5e-3"
+                    " --lr-min 1e-3 --lr-warmup-steps 4 --eval-every 0 --seed 1 --threads 2 --log-level warn");
+  ASSERT_EQ(ar.exit_status, 0) << ar.err;
+  auto args = [&](const std::string& out) {
+    std::string a = grpo_args(out);
+    a.replace(a.find(dir_->file("ar_run/ar")), dir_->file("ar_run/ar").size(), dir_->file("raw_ar_run/ar"));
+    return a + " --steps 3 --checkpoint-every 1 --layout colocate";
+  };
+  const std::string whole = dir_->file("raw_whole"), killed = dir_->file("raw_killed");
+  auto run = run_command(mpirun(2) + args(whole));
+  ASSERT_EQ(run.exit_status, 0) << run.err;
+  EXPECT_NE(run.err.find("AR target raw: reward -mse/var"), std::string::npos) << run.err;
+  auto metrics = read_jsonl(whole + "/metrics.jsonl");
+  ASSERT_EQ(metrics.size(), 3u);
+  for (const auto& m : metrics) {
+    ASSERT_TRUE(m.contains("fve")) << m.dump();
+    EXPECT_TRUE(m.contains("ar_loss") && !m.contains("ar_mse_nrm")) << m.dump();
+    const double f = m["failure_rate"].get<double>();
+    if (f < 1.0) {
+      EXPECT_NEAR(m["reward_mean"].get<double>(), (1.0 - f) * (m["fve"].get<double>() - 1.0) - 2.0 * f, 1e-9)
+          << m.dump();
+      // The direction's error is reported too, and is not what was rewarded.
+      EXPECT_NE(m["fve"].get<double>(), m["fve_nrm"].get<double>());
+    }
+  }
+  for (const auto& e : read_jsonl(whole + "/eval.jsonl")) EXPECT_TRUE(e["policy"].contains("fve")) << e.dump();
+  auto meta_in = autoencoder::NlaMeta::read(dir_->file("raw_ar_run/ar")), meta_out = autoencoder::NlaMeta::read(whole + "/ar");
+  EXPECT_EQ(meta_out.ar_target, autoencoder::ArTarget::raw);
+  ASSERT_TRUE(meta_in.var_raw && meta_out.var_raw);
+  EXPECT_EQ(*meta_out.var_raw, *meta_in.var_raw);
+
+  auto first = run_command(mpirun(2) + args(killed) + " --kill-after-steps 2");
+  EXPECT_NE(first.exit_status, 0);
+  auto resumed = run_command(mpirun(2) + args(killed));
+  ASSERT_EQ(resumed.exit_status, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resuming after step 2"), std::string::npos) << resumed.err;
+  expect_runs_agree({whole, killed}, "metrics.jsonl", 3,
+                    {"step", "reward_mean", "reward_std", "fve", "mse_nrm", "failure_rate", "kl", "loss", "ar_loss"});
+  EXPECT_EQ(read_text(whole + "/ar/value_head.safetensors"), read_text(killed + "/ar/value_head.safetensors"));
+}
+
 TEST_F(Grpo, BadInputExitsTwoWithOneLine) {
   auto result = run_command(mpirun(2) + grpo_args(dir_->file("bad")) +
                             " --steps 1 --layout split --trainer-ranks 1 --rollout-ranks 1 --reward-ranks 1");

@@ -166,6 +166,74 @@ TEST_F(TrainAr, KilledRunResumesWithTheSameLosses) {
   EXPECT_TRUE(fs::exists(dir_->file("other/ar/nla_meta.yaml")));
 }
 
+// An AR on raw targets (--ar-target raw, the reproduction's MSE): the loss is the MSE against
+// the activation over var_raw, so the validation FVE starts far below the mean row's ~0 and
+// rises; nla_meta.yaml records the target and var_raw; a killed run resumes with the same
+// losses and refuses to resume under the other target; reconstruct keeps its outputs as they are.
+TEST_F(TrainAr, RawTargetTrainsResumesAndIsRecorded) {
+  const std::string common = "train-ar --store " + dir_->file("acts.h5") + " --layer 1 --model " +
+                             dir_->file("model") + " --ar-target raw --steps 8 --batch 8 --save-every 2 --eval-every 0"
+                             " --lr-max 5e-3 --lr-warmup-steps 1 --seed 4 --threads 1 --out ";
+  auto whole = run_nla(common + dir_->file("raw_whole"));
+  ASSERT_EQ(whole.exit_status, 0) << whole.err;
+  EXPECT_NE(whole.err.find("target raw (loss mse/var)"), std::string::npos) << whole.err;
+  auto reference = train_losses(dir_->file("raw_whole"));
+  ASSERT_EQ(reference.size(), 8u);
+  std::vector<nlohmann::json> validation;
+  for (const auto& record : read_jsonl(dir_->file("raw_whole/metrics.jsonl")))
+    if (record["split"] == "validation") validation.push_back(record);
+  ASSERT_EQ(validation.size(), 2u);  // steps 0 and 8
+  for (const auto& record : validation)
+    for (const char* key : {"fve", "baseline_fve", "mse", "mse_nrm", "fve_nrm"}) ASSERT_TRUE(record.contains(key)) << key;
+  // loss = mse / var_raw = 1 - fve, and mse = loss * var_raw: the record is one objective.
+  for (const auto& record : validation) {
+    EXPECT_NEAR(record["fve"].get<double>(), 1.0 - record["loss"].get<double>(), 1e-12);
+    EXPECT_GT(record["mse"].get<double>(), 0.0);
+  }
+  std::cout << "raw AR: validation fve " << validation[0]["fve"] << " -> " << validation[1]["fve"]
+            << " (mean row " << validation[1]["baseline_fve"] << ")\n";
+  EXPECT_NEAR(validation[1]["baseline_fve"].get<double>(), 0.0, 0.25) << "the training mean scores about 0";
+  // 8 steps of 8 rows: measured -0.782 -> -0.702 (seeded, one thread); 0.04 asks for learning.
+  EXPECT_GT(validation[1]["fve"].get<double>(), validation[0]["fve"].get<double>() + 0.04);
+
+  auto meta = autoencoder::NlaMeta::read(dir_->file("raw_whole/ar"));
+  EXPECT_EQ(meta.ar_target, autoencoder::ArTarget::raw);
+  ASSERT_TRUE(meta.var_raw.has_value());
+  EXPECT_GT(*meta.var_raw, 0.0);
+  EXPECT_NE(read_text(dir_->file("raw_whole/ar/nla_meta.yaml")).find("target: raw"), std::string::npos);
+
+  // Killed after step 3 (state saved at step 2): the other target is refused, the same resumes exactly.
+  auto killed = run_nla(common + dir_->file("raw_same") + " --kill-after-steps 3");
+  EXPECT_NE(killed.exit_status, 0);
+  std::string normalized_common = common;
+  normalized_common.replace(normalized_common.find("--ar-target raw"), 15, "--ar-target normalized");
+  auto refused = run_nla(normalized_common + dir_->file("raw_same"));
+  EXPECT_EQ(refused.exit_status, 2) << refused.err;
+  EXPECT_NE(refused.err.find("ar_target normalized to resume"), std::string::npos) << refused.err;
+  auto resumed = run_nla(common + dir_->file("raw_same"));
+  ASSERT_EQ(resumed.exit_status, 0) << resumed.err;
+  EXPECT_EQ(train_losses(dir_->file("raw_same")), reference);
+
+  // reconstruct: a raw AR's outputs are activations (--norm refused); a normalised AR's
+  // directions can be put at a chosen norm.
+  write_text(dir_->file("two.jsonl"), "{\"description\": \"a river\"}\n{\"description\": \"numbers\"}\n");
+  auto raw_norm = run_nla("reconstruct --ar " + dir_->file("raw_whole/ar") + " --descriptions " +
+                          dir_->file("two.jsonl") + " --norm 4 --out " + dir_->file("raw.jsonl"));
+  EXPECT_EQ(raw_norm.exit_status, 2);
+  EXPECT_NE(raw_norm.err.find("raw targets"), std::string::npos) << raw_norm.err;
+  auto normalized = run_nla(normalized_common + dir_->file("normalized_run"));
+  ASSERT_EQ(normalized.exit_status, 0) << normalized.err;
+  EXPECT_EQ(autoencoder::NlaMeta::read(dir_->file("normalized_run/ar")).ar_target, autoencoder::ArTarget::normalized);
+  auto scaled = run_nla("reconstruct --ar " + dir_->file("normalized_run/ar") + " --descriptions " +
+                        dir_->file("two.jsonl") + " --norm 4 --out " + dir_->file("scaled.jsonl"));
+  ASSERT_EQ(scaled.exit_status, 0) << scaled.err;
+  for (const auto& record : read_jsonl(dir_->file("scaled.jsonl"))) {
+    double squares = 0;
+    for (double v : record["vector"].get<std::vector<double>>()) squares += v * v;
+    EXPECT_NEAR(std::sqrt(squares), 4.0, 1e-5);
+  }
+}
+
 TEST_F(TrainAr, SigtermStopsEveryRankAfterOneStepAndResumesExactly) {
   const std::string common = "train-ar --store " + dir_->file("acts.h5") + " --layer 1 --model " +
                              dir_->file("model") + " --steps 6 --batch 6 --save-every 0 --eval-every 0"

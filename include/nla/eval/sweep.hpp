@@ -43,7 +43,11 @@ namespace nla::eval {
 
 inline constexpr const char* kEvalFormat = "nla-eval";
 inline const std::vector<std::string> kConditions = {"av", "random", "shuffled", "mean", "av_normed"};
-inline const std::vector<std::string> kMetrics = {"cosine", "recall10", "fve", "nrmse", "mse_nrm", "fve_nrm"};
+// Per-sample metrics (/metrics/<condition>/<metric>, (L, n)) and per-layer figures
+// (/layer_metrics/<condition>/<metric>, (L)); include/nla/eval/metrics.hpp defines them.
+inline const std::vector<std::string> kMetrics = {"cosine", "recall10", "fve_sample", "nrmse", "mse_nrm", "fve_nrm"};
+inline const std::vector<std::string> kLayerMetrics = {"fve"};
+inline constexpr int64_t kEvalVersion = 2;  // 2: reconstructions in the activation's scale, fve per layer
 // Conditions whose descriptions are generated (the others reuse av's or need none).
 inline const std::vector<std::string> kGeneratedConditions = {"av", "random"};
 
@@ -60,7 +64,8 @@ struct SweepOptions {
   int64_t max_new_tokens = 150;
   double temperature = 0.0;        // 0: greedy
   double top_p = 1.0;
-  int64_t pool = 500;              // recall@10 candidates: the truth + pool - 1 distractors
+  int64_t pool = 500;              // recall@10 candidates: the truth + pool - 1 distractors (store rows of the
+                                   // layer: the evaluated ones, then more of the store's when they are fewer)
   std::string pca_layers = "all";  // layers with PCA data ("" none, "all", list)
   std::string var_nrm_source = "auto";  // auto: the AR's nla_meta.yaml, else the layer's; meta | layer
   std::string av_descriptions;     // "": generate with the AV; NAME: /descriptions/NAME of the store (labeler oracle)
@@ -85,7 +90,13 @@ struct SweepResults {
   std::vector<int64_t> documents;  // their documents (n)
   std::vector<int32_t> positions;  // their token positions (n)
   std::map<std::string, std::map<std::string, at::Tensor>> metrics;  // condition -> metric -> (L, n) float64
-  std::map<std::string, at::Tensor> reconstructions;                 // av, random -> (L, n, d) float32
+  std::map<std::string, std::map<std::string, at::Tensor>> layer_metrics;  // condition -> fve -> (L) float64
+  // av, random -> (L, n, d) float32: the AR's outputs in the activation's scale (what was scored)
+  std::map<std::string, at::Tensor> reconstructions;
+  std::string ar_target;           // "normalized" (outputs mapped to the layer's median norm) | "raw" (as they are)
+  at::Tensor median_norm;          // (L) float64: median norm of each layer's evaluated rows
+  at::Tensor reconstruction_scale; // (L) float64: the norm reconstructions were mapped to; NaN for a raw AR
+  std::vector<int64_t> pool_rows;  // store rows of the recall candidates (the evaluated rows first)
   std::map<std::string, std::vector<std::string>> descriptions;      // av, random -> L * n, layer-major
   std::map<std::string, at::Tensor> failed;                          // av, random -> (L, n) uint8
   at::Tensor permutation;          // (L, n) int64: shuffled's pi per layer

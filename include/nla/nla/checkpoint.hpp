@@ -8,11 +8,11 @@
 //   kind: nla_checkpoint
 //   role: av | ar
 //   d_model: 3584
-//   extraction: {injection_scale: 150.0, mse_scale: 59.87, var_nrm: 0.81 (nla:)}
+//   extraction: {injection_scale: 150.0, mse_scale: 59.87, var_nrm: 0.81 (nla:), var_raw: 3.2 (nla:)}
 //   tokens: {injection_char, injection_token_id, injection_left_neighbor_id,
 //            injection_right_neighbor_id, critic_suffix_ids: [...]}
 //   prompt_templates: {actor: "...{injection_char}...", critic: "...{explanation}..."}
-//   critic: {extraction_layer_index: 20}
+//   critic: {extraction_layer_index: 20, target: normalized | raw (nla:, AR only; absent = normalized)}
 //   nla: {base_model: DIR}
 // Also read: the authors' training-time form (role actor | critic, extraction_layer_index
 // at the top level) and nla's own older templates ({marker}, {description}).
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "nla/model/qwen2.hpp"
+#include "nla/nla/losses.hpp"
 #include "nla/nla/reconstructor.hpp"
 
 namespace nla::autoencoder {
@@ -44,6 +45,10 @@ struct NlaMeta {
   std::string critic_template;
   int64_t extraction_layer_index = -1;
   std::optional<double> var_nrm;  // extraction.var_nrm (ours; absent in the authors')
+  std::optional<double> var_raw;  // extraction.var_raw (ours): the raw training rows' mean per-dimension variance
+  // critic.target (ours): what the AR was trained to predict. The authors' ARs predict a
+  // direction (mse_nrm), so an absent key reads as normalized.
+  ArTarget ar_target = ArTarget::normalized;
   std::string base_model;         // nla.base_model (ours)
 
   // Our defaults for a model of width d at layer L (Qwen2.5 tokens and prompts).
@@ -52,6 +57,8 @@ struct NlaMeta {
   // `source` names the file in messages; InputError for a missing or mistyped field.
   static NlaMeta from_yaml(const std::string& text, const std::string& source);
   static NlaMeta read(const std::string& directory);  // <directory>/nla_meta.yaml
+  // The AR's objective; a raw AR without var_raw is an InputError naming `source`.
+  ArObjective ar_objective(const std::string& source) const;
 };
 
 // Writes <directory> (created; files atomic, nla_meta.yaml last so its presence marks a

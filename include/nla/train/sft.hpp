@@ -53,6 +53,8 @@ struct SftOptions {
   bool freeze_embeddings = false;    // AV: the token embedding (and a tied LM head) is not trained
   std::string loss_aggregation = "sequence";  // AV: sequence (each answer's token mean, then the mean
                                               // over answers: the authors') | token (sum / tokens)
+  std::string ar_target = "normalized";  // AR: normalized (mse_nrm on directions, the authors') | raw
+                                         // (MSE against the raw activation / var_raw, the reproduction's)
   int64_t max_tokens = 256;          // AR inputs keep their last N tokens; AV answers are cut to N
   double validation_fraction = 0.1;  // of the documents
   double injection_scale = 0;        // s; 0 = the training rows' mean norm, rounded up
@@ -63,9 +65,10 @@ struct SftOptions {
 
 struct SftEval {
   int64_t step = 0;
-  double loss = 0;                                    // AR: mse_nrm; AV: token-mean NLL
-  double fve_nrm = 0;                                 // AR only
+  double loss = 0;                                    // AR: its objective (mse_nrm or mse / var_raw); AV: token-mean NLL
+  double mse_nrm = 0, fve_nrm = 0;                    // AR only (whatever its target: the direction's error)
   double baseline_mse_nrm = 0, baseline_fve_nrm = 0;  // AR only: the mean direction
+  double fve = 0, baseline_fve = 0;                   // AR with a raw target: 1 - loss; the mean row's
   // AV only: the same answers with every row's activation swapped for another row's (a
   // fixed derangement). loss_shuffled - loss is what the injected vector is worth in nats per
   // token: about 0 means the AV ignores it and writes one description for every vector.

@@ -42,15 +42,18 @@ inline dist::AdamWOptions nla_adamw(double lr, double weight_decay) {
 
 class ShardedReconstructor {
  public:
-  ShardedReconstructor(autoencoder::Reconstructor ar, dist::Communicator comm, dist::FsdpOptions options = {});
+  // objective: what accumulate_gradients minimises (the AR's target; mse_nrm by default).
+  ShardedReconstructor(autoencoder::Reconstructor ar, dist::Communicator comm, dist::FsdpOptions options = {},
+                       autoencoder::ArObjective objective = {});
 
   int64_t layer() const { return layer_; }
   int64_t d_model() const { return sharded_->config().hidden_size; }
   const std::string& critic_template() const { return critic_template_; }
   dist::ShardedModel& sharded() { return *sharded_; }
+  const autoencoder::ArObjective& objective() const { return objective_; }
 
-  // Adds the gradient of loss_scale * sum_i mse_nrm(AR(batch)_i, targets_i) to the shards.
-  // targets: (B, d). Returns the per-row mse_nrm (B) fp32 on the CPU.
+  // Adds the gradient of loss_scale * sum_i objective(AR(batch)_i, targets_i) to the shards.
+  // targets: (B, d). Returns the per-row objective (B) fp32 on the CPU.
   at::Tensor accumulate_gradients(const autoencoder::ArBatch& batch, const at::Tensor& targets, double loss_scale);
   // h_hat (B, d) fp32, no gradient.
   at::Tensor predict(const autoencoder::ArBatch& batch);
@@ -63,6 +66,7 @@ class ShardedReconstructor {
   std::unique_ptr<dist::ShardedModel> sharded_;
   int64_t layer_ = 0;
   std::string critic_template_;
+  autoencoder::ArObjective objective_;
 };
 
 // A right-padded batch of AV sequences: the AV prompt (marker injected) then the answer.

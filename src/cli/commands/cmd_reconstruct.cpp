@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 
@@ -59,6 +60,10 @@ class ReconstructCommand : public Command {
     options.add("reconstruct", "out", &out_, "vectors.npy (float32 [N, d]) or vectors.jsonl ({\"vector\": [...]})");
     options.add("reconstruct", "batch", &batch_, "descriptions per forward");
     options.add("reconstruct", "max-tokens", &max_tokens_, "AR inputs keep their last N tokens");
+    options.add("reconstruct", "norm", &norm_,
+                "an AR trained on normalized targets predicts a direction: > 0 writes y / |y| * norm (e.g. the "
+                "layer's median activation norm, as nla eval does), 0 its outputs as they are; an AR trained on raw "
+                "targets predicts the activation itself (norm must be 0)");
     declare_device_options(options, "reconstruct", device_, precision_);
   }
 
@@ -70,11 +75,16 @@ class ReconstructCommand : public Command {
       NLA_CHECK_INPUT(ends_with(out_, ".npy") || ends_with(out_, ".jsonl"), "option 'out': expected a .npy or .jsonl "
                       "path, got '", out_, "'");
       NLA_CHECK_INPUT(batch_ > 0, "option 'batch': expected > 0, got ", batch_);
+      NLA_CHECK_INPUT(norm_ >= 0 && std::isfinite(norm_), "option 'norm': expected >= 0, got ", norm_);
       std::vector<std::string> texts = read_descriptions();
       model::LoadOptions load;
       load.device = compute.device;
       load.dtype = compute.dtype;  // the vectors are written fp32 whatever the precision
-      auto ar = autoencoder::load_ar(ar_, load);
+      autoencoder::NlaMeta meta;
+      auto ar = autoencoder::load_ar(ar_, load, &meta);
+      NLA_CHECK_INPUT(norm_ == 0 || meta.ar_target == autoencoder::ArTarget::normalized, "option 'norm': ", ar_,
+                      " was trained on raw targets (critic.target raw): its outputs are in the activation's scale "
+                      "already; expected norm 0");
       auto tok = tokenizer::Tokenizer::from_file(ar_);
       context.announce();
       c10::NoGradGuard no_grad;
@@ -88,6 +98,7 @@ class ReconstructCommand : public Command {
       }
       progress.finish();
       auto vectors = at::cat(parts, 0);  // (N, d)
+      if (norm_ > 0) vectors = vectors * (norm_ / vectors.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-30));
       if (ends_with(out_, ".npy")) {
         write_npy(out_, vectors);
       } else {
@@ -100,8 +111,11 @@ class ReconstructCommand : public Command {
         }
         file.commit();
       }
-      log_info("reconstruct: %zu descriptions -> %s (d = %lld)", texts.size(), out_.c_str(),
-               static_cast<long long>(vectors.size(1)));
+      log_info("reconstruct: %zu descriptions -> %s (d = %lld) | AR target %s: %s", texts.size(), out_.c_str(),
+               static_cast<long long>(vectors.size(1)), autoencoder::ar_target_name(meta.ar_target),
+               meta.ar_target == autoencoder::ArTarget::raw ? "activations"
+               : norm_ > 0                                  ? "directions scaled to option 'norm'"
+                                                            : "directions (the AR's output norm carries no meaning)");
     });
   }
 
@@ -137,6 +151,7 @@ class ReconstructCommand : public Command {
   std::string out_ = "vectors.npy";
   int64_t batch_ = 16;
   int64_t max_tokens_ = 256;
+  double norm_ = 0;
   std::string device_ = "auto";
   std::string precision_ = "auto";
 };

@@ -46,6 +46,10 @@ inline void declare_sft_options(OptionSet& options, const std::string& section, 
     options.add(section, "loss-aggregation", &o.loss_aggregation,
                 "sequence: mean NLL over each answer's tokens, then over the answers (the authors') | token: "
                 "sum over every answer token / the batch's tokens (nla before 2026-12)");
+  if (ar)
+    options.add(section, "ar-target", &o.ar_target,
+                "normalized: predict the direction, mse_nrm (the authors') | raw: predict the activation, MSE "
+                "against it (the reproduction's; the loss is divided by var_raw, so the mean predictor scores 1)");
   options.add(section, "max-tokens", &o.max_tokens,
               ar ? "AR inputs keep their last N tokens" : "answers are cut to their first N tokens");
   options.add(section, "validation-fraction", &o.validation_fraction, "fraction of documents held out");
