@@ -224,6 +224,49 @@ TEST(Checkpoint, ArRoundTripKeepsOutputsAndMeta) {
   EXPECT_TRUE(at::equal(a, b));
 }
 
+// critic.target and extraction.var_raw (ours): written for an AR, read back; absent (the
+// authors' sidecars) reads as normalized; a raw AR without var_raw, an unknown target or a
+// non-positive var_raw is an InputError naming the file and the key.
+TEST(Checkpoint, ArTargetAndVarRawRoundTrip) {
+  auto meta = NlaMeta::defaults("ar", 64, 1, 12.0);
+  meta.ar_target = ArTarget::raw;
+  meta.var_raw = 0.25;
+  const std::string text = meta.to_yaml();
+  EXPECT_NE(text.find("target: raw"), std::string::npos) << text;
+  auto loaded = NlaMeta::from_yaml(text, "m.yaml");
+  EXPECT_EQ(loaded.ar_target, ArTarget::raw);
+  ASSERT_TRUE(loaded.var_raw.has_value());
+  EXPECT_DOUBLE_EQ(*loaded.var_raw, 0.25);
+  auto objective = loaded.ar_objective("m.yaml");
+  EXPECT_EQ(objective.target, ArTarget::raw);
+  EXPECT_DOUBLE_EQ(objective.var_raw, 0.25);
+
+  auto authors = NlaMeta::defaults("ar", 64, 1, 12.0);
+  std::string authors_text = authors.to_yaml();
+  authors_text.erase(authors_text.find("  target: normalized\n"), std::string("  target: normalized\n").size());
+  EXPECT_EQ(NlaMeta::from_yaml(authors_text, "a.yaml").ar_target, ArTarget::normalized);
+  EXPECT_EQ(NlaMeta::defaults("av", 64, 1, 12.0).to_yaml().find("target:"), std::string::npos) << "AR only";
+
+  auto expect_input_error = [](const std::string& yaml, const std::string& fragment) {
+    try {
+      NlaMeta::from_yaml(yaml, "bad.yaml").ar_objective("bad.yaml");
+      ADD_FAILURE() << "no error for " << fragment;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("bad.yaml"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  std::string no_var = text;
+  no_var.erase(no_var.find("  var_raw: 0.25\n"), std::string("  var_raw: 0.25\n").size());
+  expect_input_error(no_var, "extraction.var_raw");
+  std::string bogus = text;
+  bogus.replace(bogus.find("target: raw"), 11, "target: unit");
+  expect_input_error(bogus, "critic.target");
+  std::string negative = text;
+  negative.replace(negative.find("var_raw: 0.25"), 13, "var_raw: -1");
+  expect_input_error(negative, "extraction.var_raw");
+}
+
 TEST(Checkpoint, AvRoundTripKeepsWeightsAndMeta) {
   TempDir dir;
   write_base(dir.file("base"), small_config(2), 8);
