@@ -11,7 +11,7 @@
 #   OUT                  where the log, the table and the bench JSON go (default build-gpu/gpu_check)
 #   NLA_GPU_CHECK_BUDGET_S  seconds for the whole check (default 510); stages beyond it are skipped
 # Dependencies: system/module MPI, parallel HDF5, Boost; or, when .gpu/deps_env.sh is present, the
-# Debian packages in .gpu/debs unpacked by it (see the GPU build section of README.md).
+# Debian packages in .gpu/debs unpacked by it (see docs/gpu-build.md).
 set -uo pipefail   # no -e: a failed stage is recorded and the next one runs
 cd "$(dirname "$0")/.." || exit 2
 root=$PWD

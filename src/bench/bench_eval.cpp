@@ -21,8 +21,8 @@
 #include "nla/extract/extract.hpp"
 #include "nla/model/qwen2.hpp"
 #include "nla/model/qwen2_config.hpp"
-#include "nla/nla/checkpoint.hpp"
-#include "nla/nla/reconstructor.hpp"
+#include "nla/autoencoder/checkpoint.hpp"
+#include "nla/autoencoder/reconstructor.hpp"
 
 namespace nla::bench {
 

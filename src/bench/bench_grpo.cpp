@@ -26,9 +26,9 @@
 #include "nla/grpo/loss.hpp"
 #include "nla/grpo/weight_sync.hpp"
 #include "nla/model/generate.hpp"
-#include "nla/nla/losses.hpp"
-#include "nla/nla/verbalizer.hpp"
-#include "nla/train/sharded_nla.hpp"
+#include "nla/autoencoder/losses.hpp"
+#include "nla/autoencoder/verbalizer.hpp"
+#include "nla/autoencoder/sharded.hpp"
 
 namespace nla::bench {
 
@@ -55,12 +55,12 @@ BenchReport bench_grpo(const BenchOptions& options) {
 
   // The trainer: rank 0 alone (so the sync below is a true split layout).
   auto trainer = world.split(rank == 0 ? 0 : MPI_UNDEFINED, rank);
-  std::unique_ptr<train::ShardedVerbalizer> policy, reference;
+  std::unique_ptr<autoencoder::ShardedVerbalizer> policy, reference;
   std::unique_ptr<dist::ShardedAdamW> optimizer;
   std::optional<autoencoder::Reconstructor> ar;
   if (rank == 0) {
-    policy = std::make_unique<train::ShardedVerbalizer>(bench_model(options), trainer);
-    reference = std::make_unique<train::ShardedVerbalizer>(bench_model(options), trainer);
+    policy = std::make_unique<autoencoder::ShardedVerbalizer>(bench_model(options), trainer);
+    reference = std::make_unique<autoencoder::ShardedVerbalizer>(bench_model(options), trainer);
     optimizer = std::make_unique<dist::ShardedAdamW>(policy->sharded());
     model::LoadOptions trunk_options;
     trunk_options.num_layers = layer + 1;
@@ -126,7 +126,7 @@ BenchReport bench_grpo(const BenchOptions& options) {
 
       start = Clock::now();
       auto advantages = grpo::group_advantages(rewards, k);
-      auto batch = train::make_av_batch(verbalizer.prompt(),
+      auto batch = autoencoder::make_av_batch(verbalizer.prompt(),
                                         acts.repeat_interleave(k, 0), answers, injection_scale, av.device(),
                                         policy->sharded().compute_dtype());
       auto old_logprobs = policy->token_logprobs(batch);

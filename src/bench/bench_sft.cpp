@@ -17,9 +17,9 @@
 #include "device_peak.hpp"
 #include "nla/dist/adamw.hpp"
 #include "nla/dist/communicator.hpp"
-#include "nla/nla/prompts.hpp"
+#include "nla/autoencoder/prompts.hpp"
 #include "nla/tokenizer/tokenizer.hpp"
-#include "nla/train/sharded_nla.hpp"
+#include "nla/autoencoder/sharded.hpp"
 
 namespace nla::bench {
 
@@ -51,7 +51,7 @@ BenchReport bench_sft(const BenchOptions& options) {
   const GemmPeaks peaks = measure_gemm_peaks(options, bench_device(options));
   auto tokenizer = tokenizer::Tokenizer::from_file(options.tokenizer);
   const auto prompt = autoencoder::av_prompt(tokenizer);
-  train::ShardedVerbalizer av(bench_model(options), comm);
+  autoencoder::ShardedVerbalizer av(bench_model(options), comm);
   dist::ShardedAdamW optimizer(av.sharded());
   const auto& config = av.sharded().config();
   const c10::Device device = av.sharded().device();
@@ -67,7 +67,7 @@ BenchReport bench_sft(const BenchOptions& options) {
   auto ids = at::randint(1000, 100000, {mine, answer}, generator, at::kLong);                       // (b, A)
   std::vector<std::vector<int64_t>> answers(static_cast<size_t>(mine));
   for (int64_t r = 0; r < mine; ++r) answers[static_cast<size_t>(r)] = std::vector<int64_t>(ids[r].data_ptr<int64_t>(), ids[r].data_ptr<int64_t>() + answer);
-  auto batch = train::make_av_batch(prompt, acts, answers, 150.0, av.sharded().device(), av.sharded().compute_dtype());
+  auto batch = autoencoder::make_av_batch(prompt, acts, answers, 150.0, av.sharded().device(), av.sharded().compute_dtype());
   const double scale = 1.0 / static_cast<double>(global * answer);
 
   auto step = [&] {

@@ -36,6 +36,17 @@ void AtomicFile::commit() {
   committed_ = true;
 }
 
+void write_path_atomic(const std::string& path, const std::function<void(const std::string& temporary)>& write) {
+  const std::string temporary = path + ".tmp." + std::to_string(getpid());
+  try {
+    write(temporary);
+  } catch (...) {
+    fs::remove(temporary);
+    throw;
+  }
+  fs::rename(temporary, path);
+}
+
 void write_file_atomic(const std::string& path, const std::string& contents) {
   AtomicFile file(path, true);
   file.stream() << contents;

@@ -39,9 +39,14 @@ void Progress::set(int64_t done, const std::string& extra) {
   maybe_print(extra);
 }
 
+void Progress::resume_at(int64_t done) {
+  done_ = done;
+  done_before_ = done;
+}
+
 std::string Progress::line(const std::string& extra) const {
   double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
-  double rate = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0.0;
+  double rate = elapsed > 0 ? static_cast<double>(done_ - done_before_) / elapsed : 0.0;
   std::string text = label_ + "  " + std::to_string(done_);
   if (total_ > 0) {
     char percent[32];

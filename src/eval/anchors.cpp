@@ -13,11 +13,12 @@
 #include <sstream>
 
 #include "nla/core/error.hpp"
+#include "nla/dist/text_collectives.hpp"
 #include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
 #include "nla/model/qwen2_config.hpp"
-#include "nla/nla/checkpoint.hpp"
+#include "nla/autoencoder/checkpoint.hpp"
 #include "nla/store/activation_store.hpp"
 
 namespace nla::eval {
@@ -26,11 +27,7 @@ namespace {
 
 // Rank 0's JSON value on every rank.
 void broadcast_json(nlohmann::json& value) {
-  std::string text = is_root() ? value.dump() : std::string();
-  int64_t size = static_cast<int64_t>(text.size());
-  NLA_CHECK_MPI(MPI_Bcast(&size, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
-  text.resize(static_cast<size_t>(size));
-  NLA_CHECK_MPI(MPI_Bcast(text.data(), static_cast<int>(size), MPI_CHAR, 0, MPI_COMM_WORLD));
+  const std::string text = dist::broadcast_text(MPI_COMM_WORLD, is_root() ? value.dump() : std::string());
   if (!is_root()) value = nlohmann::json::parse(text);
 }
 

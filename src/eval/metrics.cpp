@@ -3,8 +3,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_set>
+#include <vector>
 
 #include "nla/core/error.hpp"
 #include "nla/core/seeding.hpp"
@@ -96,6 +98,22 @@ at::Tensor draw_distractors(int64_t first_sample, int64_t n, int64_t pool_size, 
     }
   }
   return out;
+}
+
+// The median (the mean of the middle two for an even count); NaN for none.
+double median_of(std::vector<double> values) {
+  if (values.empty()) return std::nan("");
+  std::sort(values.begin(), values.end());
+  size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
+}
+
+at::Tensor clc_matrix(const at::Tensor& reconstructions) {
+  auto r = reconstructions.to(at::kDouble);                     // (L, n, d)
+  auto norms = r.norm(2, {2}, /*keepdim=*/true);
+  auto unit = r / at::where(norms > 0, norms, at::ones_like(norms));
+  // (L, n, d) x (n, d, L) per sample -> mean over samples of the (L, L) cosines
+  return at::einsum("isd,jsd->ij", {unit, unit}) / static_cast<double>(r.size(1));  // (L, L)
 }
 
 }  // namespace nla::eval

@@ -25,8 +25,8 @@
 
 #include "nla/core/fs.hpp"
 #include "nla/model/qwen2.hpp"
-#include "nla/nla/checkpoint.hpp"
-#include "nla/nla/reconstructor.hpp"
+#include "nla/autoencoder/checkpoint.hpp"
+#include "nla/autoencoder/reconstructor.hpp"
 #include "test_support.hpp"
 
 namespace nla::test {

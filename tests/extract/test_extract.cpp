@@ -11,6 +11,7 @@
 #include "nla/core/error.hpp"
 #include "nla/core/fs.hpp"
 #include "nla/extract/extract.hpp"
+#include "nla/model/layer_list.hpp"
 #include "nla/io/safetensors.hpp"
 #include "nla/model/qwen2.hpp"
 #include "nla/store/activation_store.hpp"
@@ -232,12 +233,12 @@ TEST_F(Extract, DocOffsetsGiveDisjointDocuments) {
 }
 
 TEST(ExtractUnits, LayerLists) {
-  EXPECT_EQ(extract::parse_layer_list("all", 3, "layers"), (std::vector<int>{0, 1, 2}));
-  EXPECT_EQ(extract::parse_layer_list("5,1-3,2", 28, "layers"), (std::vector<int>{1, 2, 3, 5}));
-  EXPECT_THROW(extract::parse_layer_list("28", 28, "layers"), InputError);
-  EXPECT_THROW(extract::parse_layer_list("3-1", 28, "layers"), InputError);
-  EXPECT_THROW(extract::parse_layer_list("x", 28, "layers"), InputError);
-  EXPECT_THROW(extract::parse_layer_list("", 28, "layers"), InputError);
+  EXPECT_EQ(model::parse_layer_list("all", 3, "layers"), (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(model::parse_layer_list("5,1-3,2", 28, "layers"), (std::vector<int>{1, 2, 3, 5}));
+  EXPECT_THROW(model::parse_layer_list("28", 28, "layers"), InputError);
+  EXPECT_THROW(model::parse_layer_list("3-1", 28, "layers"), InputError);
+  EXPECT_THROW(model::parse_layer_list("x", 28, "layers"), InputError);
+  EXPECT_THROW(model::parse_layer_list("", 28, "layers"), InputError);
 }
 
 TEST(ExtractUnits, PositionsDependOnSeedAndIdOnlyAndAvoidSpecialTokens) {

@@ -30,7 +30,7 @@
 #include "gpu_test_support.hpp"
 #include "nla/eval/sweep.hpp"
 #include "nla/model/qwen2.hpp"
-#include "nla/nla/checkpoint.hpp"
+#include "nla/autoencoder/checkpoint.hpp"
 
 namespace nla::test {
 namespace {

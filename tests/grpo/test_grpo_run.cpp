@@ -32,9 +32,9 @@
 
 #include "nla/core/fs.hpp"
 #include "nla/dist/adamw.hpp"
-#include "nla/nla/checkpoint.hpp"
-#include "nla/nla/verbalizer.hpp"
-#include "nla/train/sharded_nla.hpp"
+#include "nla/autoencoder/checkpoint.hpp"
+#include "nla/autoencoder/verbalizer.hpp"
+#include "nla/autoencoder/sharded.hpp"
 #include "test_support.hpp"
 #include "token_descriptions.hpp"
 

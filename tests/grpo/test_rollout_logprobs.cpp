@@ -13,10 +13,10 @@
 #include "nla/dist/communicator.hpp"
 #include "nla/model/generate.hpp"
 #include "nla/model/qwen2.hpp"
-#include "nla/nla/prompts.hpp"
-#include "nla/nla/verbalizer.hpp"
+#include "nla/autoencoder/prompts.hpp"
+#include "nla/autoencoder/verbalizer.hpp"
 #include "nla/tokenizer/tokenizer.hpp"
-#include "nla/train/sharded_nla.hpp"
+#include "nla/autoencoder/sharded.hpp"
 #include "test_support.hpp"
 
 namespace nla::test {
@@ -51,8 +51,8 @@ TEST(RolloutLogprobs, TrainerRecomputesTheTemperedSamplingDistribution) {
   }
   auto result = model::generate(av, prompts, generation);
 
-  train::ShardedVerbalizer trainer(model::Qwen2Model::load(dir.file("model")), dist::Communicator::world());
-  auto batch = train::make_av_batch(prompt, activations, result.tokens, injection_scale, at::kCPU, at::kFloat);
+  autoencoder::ShardedVerbalizer trainer(model::Qwen2Model::load(dir.file("model")), dist::Communicator::world());
+  auto batch = autoencoder::make_av_batch(prompt, activations, result.tokens, injection_scale, at::kCPU, at::kFloat);
   batch.temperature = temperature;
   auto tempered = trainer.token_logprobs(batch);  // (B, A)
   batch.temperature = 1.0;

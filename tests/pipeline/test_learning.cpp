@@ -2,7 +2,7 @@
 // vector, so in `nla eval` at the anchor layer `av` beats `random` (and `shuffled`) on cosine;
 // and `nla grpo` from that AV and AR raises the reward above the SFT AV's (second test).
 //
-// Fixture (about 7 minutes on 2 cores; the AV SFT is most of it): the demo's recipe (README, "The
+// Fixture (about 7 minutes on 2 cores; the AV SFT is most of it): the demo's recipe (docs/demo.md, "The
 // demo's tiny AV": init-model --embedding-std 0.5, frozen AV embeddings, anchor layer 2) on
 // the demo's training and held-out documents, with one change that makes it affordable in CI:
 // the gold description names only the current token (`<explanation>\n'tok'\n</explanation>`,

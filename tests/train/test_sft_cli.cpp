@@ -19,8 +19,8 @@
 #include <sstream>
 
 #include "nla/core/fs.hpp"
-#include "nla/nla/checkpoint.hpp"
-#include "nla/nla/verbalizer.hpp"
+#include "nla/autoencoder/checkpoint.hpp"
+#include "nla/autoencoder/verbalizer.hpp"
 #include "nla/store/activation_store.hpp"
 #include "nla/tokenizer/tokenizer.hpp"
 #include "test_support.hpp"

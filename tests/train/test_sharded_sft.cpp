@@ -16,14 +16,14 @@
 
 #include "nla/io/safetensors.hpp"
 #include "nla/model/qwen2.hpp"
-#include "nla/nla/checkpoint.hpp"
-#include "nla/nla/losses.hpp"
-#include "nla/nla/prompts.hpp"
-#include "nla/nla/reconstructor.hpp"
-#include "nla/nla/verbalizer.hpp"
+#include "nla/autoencoder/checkpoint.hpp"
+#include "nla/autoencoder/losses.hpp"
+#include "nla/autoencoder/prompts.hpp"
+#include "nla/autoencoder/reconstructor.hpp"
+#include "nla/autoencoder/verbalizer.hpp"
 #include "nla/store/activation_store.hpp"
 #include "nla/tokenizer/tokenizer.hpp"
-#include "nla/train/sharded_nla.hpp"
+#include "nla/autoencoder/sharded.hpp"
 #include "nla/train/sft.hpp"
 #include "test_support.hpp"
 
@@ -186,7 +186,7 @@ void expect_av_matches_unsharded_training(bool per_block) {
   auto losses = reference_steps(av.parameters(), o, training_rows(acts, o), [&](const std::vector<int64_t>& rows) {
     std::vector<std::vector<int64_t>> answers;
     for (int64_t row : rows) answers.push_back(autoencoder::answer_ids(tokenizer, descriptions[static_cast<size_t>(row)]));
-    auto batch = train::make_av_batch(prompt, rows_of(acts, rows), answers, result.injection_scale, at::kCPU, at::kFloat);
+    auto batch = autoencoder::make_av_batch(prompt, rows_of(acts, rows), answers, result.injection_scale, at::kCPU, at::kFloat);
     model::ForwardInput input;
     input.input_ids = batch.input_ids;
     input.attention_mask = batch.attention_mask;

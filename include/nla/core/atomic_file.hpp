@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fstream>
+#include <functional>
 #include <string>
 
 namespace nla {
@@ -25,6 +26,11 @@ class AtomicFile {
   std::ofstream out_;
   bool committed_ = false;
 };
+
+// Writes `path` through `write(temporary)`, given "<path>.tmp.<pid>", then renames the
+// temporary onto `path` (files another library writes: HDF5, a copied store). If `write`
+// throws, the temporary is removed and the exception passes on.
+void write_path_atomic(const std::string& path, const std::function<void(const std::string& temporary)>& write);
 
 // Writes `contents` to `path` atomically.
 void write_file_atomic(const std::string& path, const std::string& contents);

@@ -20,6 +20,8 @@ class Progress {
 
   void advance(int64_t count = 1, const std::string& extra = {});
   void set(int64_t done, const std::string& extra = {});
+  // Work done before this process started (a resumed run): counted in done/total, not in the rate.
+  void resume_at(int64_t done);
   void finish(const std::string& extra = {});
 
   // The line as it would be printed now (for tests and for callers that log it).
@@ -33,6 +35,7 @@ class Progress {
   std::string unit_;
   int64_t total_;
   int64_t done_ = 0;
+  int64_t done_before_ = 0;  // resume_at(): not done by this process
   Clock::time_point start_;
   Clock::time_point last_print_;
   double interval_s_;

@@ -20,8 +20,9 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <vector>
 
-#include "nla/nla/losses.hpp"
+#include "nla/autoencoder/losses.hpp"
 
 namespace nla::eval {
 
@@ -58,5 +59,11 @@ at::Tensor recall_at_k(const at::Tensor& truth, const at::Tensor& prediction, co
 // own row in the pool), from a generator seeded by (seed, i): the same draw whatever the
 // batch or rank that asks for it.
 at::Tensor draw_distractors(int64_t first_sample, int64_t n, int64_t pool_size, int64_t per_sample, uint64_t seed);
+
+// The median of `values` (the mean of the middle two for an even count); NaN for none.
+double median_of(std::vector<double> values);
+
+// CLC matrix: mean over samples of cos(R[i, s], R[j, s]); reconstructions (L, n, d).
+at::Tensor clc_matrix(const at::Tensor& reconstructions);
 
 }  // namespace nla::eval

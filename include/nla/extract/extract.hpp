@@ -54,9 +54,6 @@ struct ExtractSummary {
 ExtractSummary run_extraction(const ExtractOptions& options, const std::string& created_by,
                               const std::function<void()>& announce = {});
 
-// "20" | "0-27" | "all" | "1,5,9-11" -> sorted unique layers, each < num_layers;
-// InputError naming `option` otherwise.
-std::vector<int> parse_layer_list(const std::string& spec, int64_t num_layers, const std::string& option);
 
 // Positions of one document: up to `count` distinct positions in [min_position, n) that
 // are not special tokens, drawn by a generator seeded from (seed, document id), sorted.

@@ -36,7 +36,8 @@ class InitModelCommand : public Command {
     options.add("init-model", "overwrite", &overwrite_, "replace an existing checkpoint directory at --out");
     options.add("init-model", "embedding-std", &embedding_std_,
                 "std of the token embedding (also the tied LM head); other weights are N(0, 0.02) as in HF. "
-                "A tiny model needs a larger one to make confident predictions with frozen embeddings (see README)");
+                "A tiny model needs a larger one to make confident predictions with frozen embeddings "
+                "(see docs/demo.md)");
   }
 
   void run(const RunContext& context) override {

@@ -15,9 +15,9 @@
 #include "nla/core/log.hpp"
 #include "nla/core/progress.hpp"
 #include "nla/core/world.hpp"
-#include "nla/nla/checkpoint.hpp"
-#include "nla/nla/reconstructor.hpp"
-#include "nla/nla/verbalizer.hpp"
+#include "nla/autoencoder/checkpoint.hpp"
+#include "nla/autoencoder/reconstructor.hpp"
+#include "nla/autoencoder/verbalizer.hpp"
 
 namespace nla::cli {
 

@@ -19,8 +19,8 @@
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
 #include "nla/dist/device.hpp"
-#include "nla/nla/checkpoint.hpp"
-#include "nla/nla/verbalizer.hpp"
+#include "nla/autoencoder/checkpoint.hpp"
+#include "nla/autoencoder/verbalizer.hpp"
 #include "nla/store/activation_store.hpp"
 
 namespace nla::cli {

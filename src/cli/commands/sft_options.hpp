@@ -41,7 +41,7 @@ inline void declare_sft_options(OptionSet& options, const std::string& section, 
   if (!ar)
     options.add(section, "freeze-embeddings", &o.freeze_embeddings,
                 "keep the token embedding (and a tied LM head) as loaded: the injected activations live in "
-                "its geometry, which Adam would move for every vocabulary row (see README)");
+                "its geometry, which Adam would move for every vocabulary row (see docs/demo.md)");
   if (!ar)
     options.add(section, "loss-aggregation", &o.loss_aggregation,
                 "sequence: mean NLL over each answer's tokens, then over the answers (the authors') | token: "

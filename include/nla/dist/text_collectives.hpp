@@ -1,0 +1,22 @@
+// Collectives of host text (JSON records, descriptions, paths) over an MPI communicator:
+// the stages move per-rank results and rank 0's decisions with these. Device tensors go
+// through dist::Communicator instead. MPI counts are int: each call checks the 2 GiB limit.
+#pragma once
+
+#include <mpi.h>
+
+#include <string>
+#include <vector>
+
+namespace nla::dist {
+
+// Every rank's text, in rank order, on every rank of comm.
+std::vector<std::string> all_gather_text(MPI_Comm comm, const std::string& mine);
+
+// Every rank's text, in rank order, on `root`; the other ranks get {}.
+std::vector<std::string> gather_text(MPI_Comm comm, const std::string& mine, int root);
+
+// Root's text on every rank (the others' `text` is ignored).
+std::string broadcast_text(MPI_Comm comm, std::string text, int root = 0);
+
+}  // namespace nla::dist
