@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "nla/core/timing.hpp"  // defines: seconds_since
 #include "nla/bench/bench.hpp"
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
@@ -26,10 +27,6 @@
 namespace nla::bench {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // Sequential write bandwidth of the disk holding `directory` (dd, fdatasync at the end so
 // the page cache does not flatter it).

@@ -1,4 +1,4 @@
-// nla bench generate: batched greedy KV-cache generation, --batch prompts of --seq-len
+// nla bench generate: batched KV-cache generation (greedy, or sampled with --temperature), --batch prompts of --seq-len
 // tokens, --new-tokens each (no stop token, so every sequence runs to the cap).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -76,6 +76,7 @@ BenchReport bench_generate(const BenchOptions& options) {
     prompts.push_back({std::vector<int64_t>(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + options.seq_len), {}, {}});
   }
   model::GenerationOptions generation;
+  generation.temperature = options.temperature;  // sampled rows: seeds 0..B-1 (the same tokens every repeat)
   auto timed = [&](int64_t new_tokens) {
     generation.max_new_tokens = new_tokens;
     double best = 1e30;
@@ -97,9 +98,13 @@ BenchReport bench_generate(const BenchOptions& options) {
   const double gflops = forward_flops_per_token(config, context) * decode_tokens / decode / 1e9;
   const std::string shape = options.preset + " B=" + std::to_string(options.batch) + " prompt=" +
                             std::to_string(options.seq_len) + " new=" + std::to_string(options.new_tokens) +
-                            ", greedy, best of " + std::to_string(options.repeats);
+                            (options.temperature > 0 ? ", sampled T=" + std::to_string(options.temperature).substr(0, 4)
+                                                     : std::string(", greedy")) +
+                            ", best of " + std::to_string(options.repeats);
   report.rows.push_back({"new tokens/s (whole run)", options.batch * options.new_tokens / total, "tok/s", shape});
   report.rows.push_back({"decode tokens/s", decode_tokens / decode, "tok/s", "after the first token"});
+  report.rows.push_back({"decode ms/step", decode * 1e3 / static_cast<double>(options.new_tokens - 1), "ms",
+                         "one new token for every row"});
   report.rows.push_back({"prefill tokens/s", options.batch * options.seq_len / prefill, "tok/s", "prefill + 1 token"});
   report.rows.push_back({"time whole run", total * 1e3, "ms", ""});
   report.rows.push_back({"decode achieved", gflops, "GFLOP/s", ""});

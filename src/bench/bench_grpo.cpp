@@ -20,6 +20,7 @@
 #include <optional>
 
 #include "bench_model_common.hpp"
+#include "nla/core/timing.hpp"  // defines: seconds_since
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/log.hpp"
 #include "nla/dist/adamw.hpp"
@@ -35,8 +36,6 @@ namespace nla::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
 }  // namespace
 
 BenchReport bench_grpo(const BenchOptions& options) {

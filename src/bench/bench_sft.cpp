@@ -15,6 +15,7 @@
 
 #include "bench_model_common.hpp"
 #include "device_peak.hpp"
+#include "nla/core/timing.hpp"  // defines: seconds_since
 #include "nla/dist/adamw.hpp"
 #include "nla/dist/communicator.hpp"
 #include "nla/autoencoder/prompts.hpp"
@@ -24,10 +25,6 @@
 namespace nla::bench {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // Matmul FLOPs of forward + backward (3x forward) of one row: the blocks on every token of
 // the prompt + answer, the LM head on the answer window only.

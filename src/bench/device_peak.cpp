@@ -1,6 +1,7 @@
 // GEMM peaks of this run, the yardstick of "fraction of peak" (see device_peak.hpp).
 #include "device_peak.hpp"
 
+#include "nla/core/timing.hpp"  // defines: seconds_since
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -14,10 +15,6 @@
 namespace nla::bench {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // fp32 GEMMs on the CPU at three sizes (the rows of `nla bench matmul` on a CPU machine).
 void measure_cpu(const BenchOptions& options, GemmPeaks& peaks) {

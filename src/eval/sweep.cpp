@@ -410,9 +410,41 @@ void store_layer(SweepResults& results, int64_t layer_index, const LayerOutputs&
 
 // ---- the sweep -------------------------------------------------------------------------
 
-void run_sweep(const SweepOptions& o, const std::string& created_by, const std::function<void()>& announce) {
-  // Inputs, validated on rank 0 (one line, exit 2 on every rank on failure).
-  std::vector<int> layers;
+// ---- the sweep's state and phases ----------------------------------------------------------
+
+namespace {
+
+// Everything the phases share, built by setup_sweep().
+struct SweepRun {
+  const SweepOptions& o;
+  std::string created_by;
+  std::optional<store::ActivationStore> acts;
+  autoencoder::NlaMeta ar_meta, av_meta;
+  model::LoadOptions load;
+  std::optional<autoencoder::Reconstructor> ar;
+  std::optional<model::Qwen2Model> av;
+  std::optional<tokenizer::Tokenizer> tok;
+  int anchor = -1;
+  int64_t d = 0;
+  std::vector<int> layers, pca_layers;  // decided on rank 0
+  int64_t n_layers = 0;
+  std::string var_nrm_source;
+  int64_t n = 0;  // evaluated rows
+  std::vector<int64_t> rows, pool_rows;
+  autoencoder::ArTarget ar_target = autoencoder::ArTarget::normalized;
+  std::vector<std::string> oracle;  // --av-descriptions: the AV's answers read from the store
+  int rank = 0, size = 1;
+  int64_t blocks_per_layer = 0;
+  double anchor_median_norm = 0;
+  int64_t recall_pool = 0;
+
+  explicit SweepRun(const SweepOptions& options) : o(options) {}
+  // Layer i is scored by rank i % size (its owner).
+  int owner(int64_t layer_index) const { return static_cast<int>(layer_index % size); }
+};
+
+// Options and readable inputs, validated on rank 0 (one line, exit 2 on every rank on failure).
+void validate_options(const SweepOptions& o) {
   run_on_root(MPI_COMM_WORLD, [&] {
     NLA_CHECK_INPUT(!o.av.empty() && !o.ar.empty() && !o.store.empty(),
                     "options 'av', 'ar' and 'store': expected an AV checkpoint, an AR checkpoint and a store");
@@ -432,20 +464,34 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
     NLA_CHECK_INPUT(ar_probe.role == "ar", o.ar, "/nla_meta.yaml: key 'role': expected ar, got '", ar_probe.role, "'");
     NLA_CHECK_INPUT(av_probe.role == "av", o.av, "/nla_meta.yaml: key 'role': expected av, got '", av_probe.role, "'");
   });
-  store::ActivationStore acts(o.store);
-  autoencoder::NlaMeta ar_meta, av_meta;
-  model::LoadOptions load;
+}
+
+// The models, the layers (rank 0 decides, every rank receives), the evaluated rows.
+std::unique_ptr<SweepRun> setup_sweep(const SweepOptions& o, const std::string& created_by,
+                                      const std::function<void()>& announce) {
+  validate_options(o);
+  auto run_owner = std::make_unique<SweepRun>(o);
+  SweepRun& run = *run_owner;
+  run.created_by = created_by;
+  run.acts.emplace(o.store);
+  auto& acts = *run.acts;
+  auto& ar_meta = run.ar_meta;
+  auto& load = run.load;
   load.device = dist::resolve_device(o.device);  // collective: every rank is here
   load.dtype = dist::resolve_precision(o.precision, load.device.type());  // AV and AR; reconstructions are fp32
-  auto ar = autoencoder::load_ar(o.ar, load, &ar_meta);
-  auto av = autoencoder::load_av(o.av, load, &av_meta);
+  run.ar.emplace(autoencoder::load_ar(o.ar, load, &ar_meta));
+  run.av.emplace(autoencoder::load_av(o.av, load, &run.av_meta));
+  auto& ar = *run.ar;
+  auto& av = *run.av;
   const std::string tokenizer_source =
       fs::exists(o.av + "/tokenizer.json") || o.model.empty() ? o.av : o.model;
-  auto tok = tokenizer::Tokenizer::from_file(tokenizer_source);
-  const int anchor = static_cast<int>(ar.layer());
-  const int64_t d = ar.d_model();
-  std::vector<int> pca_layers;
-  std::string var_nrm_source = o.var_nrm_source == "auto" ? (ar_meta.var_nrm ? "meta" : "layer") : o.var_nrm_source;
+  run.tok.emplace(tokenizer::Tokenizer::from_file(tokenizer_source));
+  const int anchor = run.anchor = static_cast<int>(ar.layer());
+  const int64_t d = run.d = ar.d_model();
+  auto& layers = run.layers;
+  auto& pca_layers = run.pca_layers;
+  auto& var_nrm_source = run.var_nrm_source;
+  var_nrm_source = o.var_nrm_source == "auto" ? (ar_meta.var_nrm ? "meta" : "layer") : o.var_nrm_source;
   run_on_root(MPI_COMM_WORLD, [&] {
     const std::vector<int>& stored = acts.layers();
     layers = o.layers == "all" ? stored : model::parse_layer_list(o.layers, av.config().num_hidden_layers, "layers");
@@ -474,26 +520,41 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
   NLA_CHECK_MPI(MPI_Bcast(&n_layers, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
   layers.resize(static_cast<size_t>(n_layers));
   NLA_CHECK_MPI(MPI_Bcast(layers.data(), static_cast<int>(n_layers), MPI_INT, 0, MPI_COMM_WORLD));
+  run.n_layers = n_layers;
   if (announce) announce();
 
-  const int64_t n = std::min(o.samples, acts.n_samples());
-  const auto rows = choose_rows(acts.n_samples(), n, static_cast<uint64_t>(o.seed));
-  const auto pool_rows = choose_pool_rows(rows, acts.n_samples(), o.pool, static_cast<uint64_t>(o.seed));
-  const auto ar_target = ar_meta.ar_target;
-  std::vector<std::string> oracle;
-  if (!o.av_descriptions.empty()) oracle = acts.read_descriptions(o.av_descriptions);
+  run.n = std::min(o.samples, acts.n_samples());
+  run.rows = choose_rows(acts.n_samples(), run.n, static_cast<uint64_t>(o.seed));
+  run.pool_rows = choose_pool_rows(run.rows, acts.n_samples(), o.pool, static_cast<uint64_t>(o.seed));
+  run.ar_target = ar_meta.ar_target;
+  if (!o.av_descriptions.empty()) run.oracle = acts.read_descriptions(o.av_descriptions);
+  run.blocks_per_layer = (run.n + o.batch - 1) / o.batch;
+  run.rank = world_rank();
+  run.size = world_size();
+  log_info("eval: %lld layers x %lld samples, anchor layer %d, %d rank(s); conditions av, random (generated), "
+           "shuffled, av_normed (av's reconstructions reused), mean",
+           static_cast<long long>(n_layers), static_cast<long long>(run.n), anchor, run.size);
+  return run_owner;
+}
 
-  // This rank's tasks: (layer, block), task t on rank t % size.
-  const int64_t blocks_per_layer = (n + o.batch - 1) / o.batch;
-  const int rank = world_rank(), size = world_size();
+// This rank's tasks, (layer, block) task t on rank t % size: the AV's descriptions of the
+// block's activations (av) and of Gaussian vectors (random), and the AR's reconstructions.
+std::vector<std::vector<BlockResult>> generate_and_reconstruct(SweepRun& run) {
+  const SweepOptions& o = run.o;
+  auto& acts = *run.acts;
+  auto& ar = *run.ar;
+  auto& tok = *run.tok;
+  const auto& av_meta = run.av_meta;
+  const auto& ar_meta = run.ar_meta;
+  const auto& layers = run.layers;
+  const auto& rows = run.rows;
+  const auto& oracle = run.oracle;
+  const int64_t n = run.n, d = run.d, n_layers = run.n_layers, blocks_per_layer = run.blocks_per_layer;
+  const int rank = run.rank, size = run.size;
   int64_t my_samples = 0;
   for (int64_t t = rank; t < n_layers * blocks_per_layer; t += size)
     my_samples += std::min(o.batch, n - (t % blocks_per_layer) * o.batch);
-  log_info("eval: %lld layers x %lld samples, anchor layer %d, %d rank(s); conditions av, random (generated), "
-           "shuffled, av_normed (av's reconstructions reused), mean",
-           static_cast<long long>(n_layers), static_cast<long long>(n), anchor, size);
-
-  autoencoder::Verbalizer verbalizer(av, tok, av_meta.injection_scale ? av_meta.injection_scale : ar_meta.injection_scale,
+  autoencoder::Verbalizer verbalizer(*run.av, tok, av_meta.injection_scale ? av_meta.injection_scale : ar_meta.injection_scale,
                                      av_meta.actor_template.empty() ? autoencoder::kActorTemplate : av_meta.actor_template,
                                      ar.critic_template());  // the AR that reads the answers sizes their inputs
   std::vector<std::vector<BlockResult>> mine(static_cast<size_t>(n_layers));
@@ -546,16 +607,16 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
     progress.finish();
   }
 
-  // Scoring: layer i is scored by rank i % size (its owner). Each layer's blocks are
-  // gathered to its owner, which reads the layer's truth from the store and computes every
-  // condition's metrics and the PCA; rank 0 then collects the scored layers, computes the
-  // CLC (it needs every layer) and writes. A layer is scored by the same operations on the
-  // same tensor shapes whichever rank owns it, so results.h5 does not depend on the rank count.
-  auto owner = [&](int64_t layer_index) { return static_cast<int>(layer_index % size); };
-  SweepResults results;  // filled on rank 0
-  results.layers = layers;
-  results.anchor_layer = anchor;
-  results.rows = rows;
+  return mine;
+}
+
+// results.h5's arrays on rank 0, before the layers arrive.
+SweepResults allocate_results(const SweepRun& run) {
+  const int64_t n = run.n, d = run.d, n_layers = run.n_layers;
+  SweepResults results;
+  results.layers = run.layers;
+  results.anchor_layer = run.anchor;
+  results.rows = run.rows;
   if (is_root()) {
     for (const auto& condition : kGeneratedConditions) {
       results.reconstructions[condition] = at::zeros({n_layers, n, d}, at::kFloat);
@@ -574,6 +635,15 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
     results.means = at::zeros({n_layers, d}, at::kFloat);
     results.var_nrm = at::zeros({n_layers}, at::kDouble);
   }
+  return results;
+}
+
+// Each layer's blocks gathered to its owner; rank 0's own layers go straight into `results`.
+std::map<int64_t, LayerOutputs> gather_layers(const SweepRun& run, std::vector<std::vector<BlockResult>>& mine,
+                                              SweepResults& results) {
+  const int64_t n = run.n, d = run.d, n_layers = run.n_layers;
+  const int rank = run.rank;
+  auto owner = [&](int64_t layer_index) { return run.owner(layer_index); };
   std::map<int64_t, LayerOutputs> owned;  // layer index -> gathered outputs, on the owner
   for (int64_t li = 0; li < n_layers; ++li) {
     std::map<std::string, at::Tensor> into;  // rank 0's own layers go straight into the results
@@ -584,8 +654,18 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
   }
   mine.clear();
 
-  // What every owner needs besides its layers: the anchor layer's median norm (av_normed's
-  // target, rank 0 reads it), the recall pool and the PCA layers (decided on rank 0).
+  return owned;
+}
+
+// What every owner needs besides its layers: the anchor layer's median norm (av_normed's
+// target, rank 0 reads it), the recall pool and the PCA layers (decided on rank 0).
+void share_scoring_inputs(SweepRun& run) {
+  auto& acts = *run.acts;
+  const auto& rows = run.rows;
+  const int64_t n = run.n, n_layers = run.n_layers;
+  const int anchor = run.anchor, size = run.size;
+  auto& pca_layers = run.pca_layers;
+  const auto ar_target = run.ar_target;
   double anchor_median_norm = 0;
   run_on_root(MPI_COMM_WORLD, [&] {
     auto anchor_truth = store::read_rows_tensor(acts, anchor, rows).to(at::kDouble);  // (n, d)
@@ -599,7 +679,7 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
   NLA_CHECK_MPI(MPI_Bcast(&n_pca, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
   pca_layers.resize(static_cast<size_t>(n_pca));
   NLA_CHECK_MPI(MPI_Bcast(pca_layers.data(), static_cast<int>(n_pca), MPI_INT, 0, MPI_COMM_WORLD));
-  const int64_t recall_pool = std::min(o.pool, static_cast<int64_t>(pool_rows.size()));
+  const int64_t recall_pool = run.recall_pool = std::min(run.o.pool, static_cast<int64_t>(run.pool_rows.size()));
   log_info("eval: scoring %lld layers on %d rank(s) (layer i on rank i %% %d) | AR target %s: %s | recall@10 among %lld "
            "candidates",
            static_cast<long long>(n_layers), size, size, autoencoder::ar_target_name(ar_target),
@@ -607,6 +687,21 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
                                                    : "reconstructions mapped to each layer's median activation norm",
            static_cast<long long>(recall_pool));
 
+  run.anchor_median_norm = anchor_median_norm;
+}
+
+// Every condition's metrics and the PCA of the layers this rank owns.
+std::map<int64_t, LayerScores> score_owned_layers(const SweepRun& run, std::map<int64_t, LayerOutputs>& owned) {
+  const SweepOptions& o = run.o;
+  auto& acts = *run.acts;
+  const auto& layers = run.layers;
+  const auto& pca_layers = run.pca_layers;
+  const auto& pool_rows = run.pool_rows;
+  const auto& ar_meta = run.ar_meta;
+  const auto& var_nrm_source = run.var_nrm_source;
+  const int64_t n = run.n, recall_pool = run.recall_pool;
+  const double anchor_median_norm = run.anchor_median_norm;
+  const auto ar_target = run.ar_target;
   std::map<int64_t, LayerScores> scored;
   if (!owned.empty()) {
     // The same distractor draw at every layer and condition (indices into the layer's rows).
@@ -623,7 +718,15 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
     }
   }
 
-  // Rank 0 collects the scored layers (its own directly, the others' as bytes).
+  return scored;
+}
+
+// Rank 0 collects the scored layers (its own directly, the others' as bytes).
+void collect_scored_layers(const SweepRun& run, std::map<int64_t, LayerOutputs>& owned,
+                           std::map<int64_t, LayerScores>& scored, SweepResults& results) {
+  const int64_t n = run.n, d = run.d, n_layers = run.n_layers;
+  const int rank = run.rank;
+  auto owner = [&](int64_t layer_index) { return run.owner(layer_index); };
   for (int64_t li = 0; li < n_layers; ++li) {
     if (owner(li) == 0) {
       if (is_root()) store_layer(results, li, owned.at(li), scored.at(li));
@@ -641,6 +744,21 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
     store_layer(results, li, outputs, scores);
   }
 
+}
+
+// Rank 0: the CLC, the provenance, summary.csv and results.h5 (last: its presence marks a
+// complete run).
+void write_outputs(const SweepRun& run, SweepResults& results) {
+  const SweepOptions& o = run.o;
+  auto& acts = *run.acts;
+  const auto& rows = run.rows;
+  const auto& pool_rows = run.pool_rows;
+  const auto& var_nrm_source = run.var_nrm_source;
+  const auto& load = run.load;
+  const auto& created_by = run.created_by;
+  const auto ar_target = run.ar_target;
+  const double anchor_median_norm = run.anchor_median_norm;
+  const int64_t recall_pool = run.recall_pool;
   run_on_root(MPI_COMM_WORLD, [&] {
     for (int64_t row : rows) {
       results.documents.push_back(acts.sample_document(row));
@@ -672,6 +790,27 @@ void run_sweep(const SweepOptions& o, const std::string& created_by, const std::
     write_results(results, o.out + "/results.h5");  // last: its presence marks a complete run
     log_info("eval: wrote %s/results.h5 and summary.csv", o.out.c_str());
   });
+}
+
+}  // namespace
+
+void run_sweep(const SweepOptions& o, const std::string& created_by, const std::function<void()>& announce) {
+  auto run = setup_sweep(o, created_by, announce);
+  // generate: this rank's (layer, block) tasks, AV descriptions and AR reconstructions
+  auto mine = generate_and_reconstruct(*run);
+  // gather: each layer's blocks to the rank that scores it (layer i on rank i % size)
+  SweepResults results;  // filled on rank 0
+  if (is_root()) results = allocate_results(*run);
+  auto owned = gather_layers(*run, mine, results);
+  mine.clear();
+  // score: metrics and PCA on each layer's owner. A layer is scored by the same operations
+  // on the same tensor shapes whichever rank owns it, so results.h5 does not depend on the
+  // rank count.
+  share_scoring_inputs(*run);
+  auto scored = score_owned_layers(*run, owned);
+  // collect and write: the scored layers to rank 0, then the CLC and the files
+  collect_scored_layers(*run, owned, scored, results);
+  write_outputs(*run, results);
 }
 
 }  // namespace nla::eval

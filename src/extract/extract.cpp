@@ -1,5 +1,6 @@
 // nla extract: corpus -> tokens -> sampled positions -> batched truncated forward ->
 // collective writes into the activation store. See include/nla/extract/extract.hpp.
+#include "nla/core/timing.hpp"  // defines: seconds_since
 #include "nla/extract/extract.hpp"
 
 #include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
@@ -55,10 +56,6 @@ void validate(const ExtractOptions& o) {
   NLA_CHECK_INPUT(!o.out.empty(), "option 'out': expected a file name");
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 int64_t allreduce_int64(int64_t value, MPI_Op op) {
   int64_t result = 0;
   NLA_CHECK_MPI(MPI_Allreduce(&value, &result, 1, MPI_INT64_T, op, MPI_COMM_WORLD));
@@ -85,25 +82,18 @@ std::vector<int32_t> sample_positions(const std::vector<tokenizer::TokenId>& tok
   return eligible;
 }
 
-ExtractSummary run_extraction(const ExtractOptions& o, const std::string& created_by,
-                              const std::function<void()>& announce) {
-  validate(o);
-  const auto compute = dist::resolve_compute(o.device, o.precision);  // collective
-  const int rank = world_rank(), ranks = world_size();
-  auto start_time = std::chrono::steady_clock::now();
-  auto config = model::Qwen2Config::from_file(o.model);
-  const auto layers = model::parse_layer_list(o.layers, config.num_hidden_layers, "layers");
-  const int deepest = layers.back();
+namespace {
 
-  run_on_root(MPI_COMM_WORLD, [&] {
-    NLA_CHECK_INPUT(o.overwrite || !fs::exists(o.out), o.out,
-                    ": a complete store exists; pass --overwrite to replace it");
-    const std::string parent = fs::parent(o.out);
-    if (!parent.empty()) fs::create_directories(parent);
-  });
-  auto tok = tokenizer::Tokenizer::from_file(o.tokenizer.empty() ? o.model : o.tokenizer);
+// This rank's documents: batch b holds the subsample's documents [b*G, (b+1)*G) and goes to
+// rank b % ranks; each is tokenized, cut to max-tokens and given its sampled positions.
+struct RankDocuments {
+  std::vector<ExtractDocument> mine;
+  int64_t too_short = 0;         // documents without a position past min-position
+  int64_t corpus_documents = 0;  // documents read (every rank reads them all)
+  data::SkipCounts skipped;
+};
 
-  // ---- read and tokenize this rank's batches: batch b = corpus documents [b*G, (b+1)*G)
+RankDocuments read_my_documents(const ExtractOptions& o, const tokenizer::Tokenizer& tok, int rank, int ranks) {
   data::CorpusOptions corpus_options;
   corpus_options.paths = data::split_corpus_paths(o.corpus.empty() ? data::default_corpus_path() : o.corpus);
   corpus_options.text_field = o.text_field;
@@ -111,8 +101,7 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
   corpus_options.source_field = o.source_field;
   corpus_options.max_docs = o.max_docs;
   data::CorpusReader reader(corpus_options);  // every rank scans all; each keeps its batches
-  std::vector<ExtractDocument> mine;
-  int64_t too_short = 0;
+  RankDocuments documents;
   data::Document document;
   while (reader.next(document)) {
     if (document.index % o.doc_stride != o.doc_offset) continue;
@@ -125,7 +114,7 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
     auto positions = sample_positions(item.tokens, tok, o.positions_per_doc, o.min_position,
                                       static_cast<uint64_t>(o.seed), document.id);
     if (positions.empty()) {
-      ++too_short;
+      ++documents.too_short;
       continue;
     }
     item.stored.id = document.id;
@@ -133,11 +122,19 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
     item.stored.text = std::move(document.text);
     item.stored.positions = positions;
     for (int32_t position : positions) item.stored.tokens.push_back(item.tokens[position]);
-    mine.push_back(std::move(item));
+    documents.mine.push_back(std::move(item));
   }
-  const int64_t corpus_documents = reader.documents_seen();
+  documents.corpus_documents = reader.documents_seen();
+  documents.skipped = reader.skipped();
+  return documents;
+}
 
-  // ---- global document numbering: kept documents in corpus order
+// The global document numbering (kept documents in corpus order, agreed over the ranks):
+// sets each of `mine`'s store index; returns them as the store lists them, and where each
+// store index is in `mine`.
+std::vector<store::StoreDocument> number_documents(const ExtractOptions& o, std::vector<ExtractDocument>& mine,
+                                                   int64_t corpus_documents, std::map<int64_t, size_t>& item_of_index) {
+  const int ranks = world_size();
   std::vector<int64_t> my_indices;
   for (const auto& item : mine) my_indices.push_back(item.corpus_index);
   int my_count = static_cast<int>(my_indices.size());
@@ -152,13 +149,78 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
                   ": no document has a token past min-position ", o.min_position, " (", corpus_documents,
                   " documents read)");
   std::vector<store::StoreDocument> stored;
-  std::map<int64_t, size_t> item_of_index;
   for (size_t i = 0; i < mine.size(); ++i) {
     mine[i].stored.index = std::lower_bound(kept.begin(), kept.end(), mine[i].corpus_index) - kept.begin();
     item_of_index[mine[i].stored.index] = i;
     stored.push_back(mine[i].stored);
   }
+  return stored;
+}
 
+// One batch's forward: the captured layers' rows at the documents' sampled positions,
+// appended to rows[k] (layer k of the store), row-major. Returns the batch's tokens.
+int64_t forward_batch(const model::Qwen2Model& net, const model::ForwardOptions& forward_options,
+                      const std::vector<int>& layers, const std::vector<ExtractDocument>& mine,
+                      const std::vector<size_t>& items, std::vector<std::vector<float>>& rows, double& forward_seconds) {
+  int64_t longest = 0, tokens_run = 0;
+  for (size_t item : items) longest = std::max<int64_t>(longest, mine[item].tokens.size());
+  const int64_t batch_size = static_cast<int64_t>(items.size());
+  auto ids = at::zeros({batch_size, longest}, at::kLong);   // (B, T), right-padded
+  auto mask = at::zeros({batch_size, longest}, at::kLong);  // (B, T)
+  for (int64_t b = 0; b < batch_size; ++b) {
+    const auto& tokens = mine[items[b]].tokens;
+    auto length = static_cast<int64_t>(tokens.size());
+    auto row = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), at::kLong);
+    ids[b].slice(0, 0, length).copy_(row);
+    mask[b].slice(0, 0, length).fill_(1);
+    tokens_run += length;
+  }
+  model::ForwardInput input;
+  input.input_ids = ids.to(net.device());
+  input.attention_mask = mask.to(net.device());
+  auto forward_start = std::chrono::steady_clock::now();
+  auto output = net.forward(input, forward_options);
+  forward_seconds += seconds_since(forward_start);
+  for (size_t k = 0; k < layers.size(); ++k) {
+    auto captured = output.captured.at(layers[k]).to(at::kCPU, at::kFloat);  // (B, T, C)
+    for (int64_t b = 0; b < batch_size; ++b) {
+      const auto& positions = mine[items[b]].stored.positions;
+      auto index = at::tensor(std::vector<int64_t>(positions.begin(), positions.end()), at::kLong);
+      auto picked = captured[b].index_select(0, index).contiguous();  // (P, C)
+      const float* data = picked.data_ptr<float>();
+      rows[k].insert(rows[k].end(), data, data + picked.numel());
+    }
+  }
+  return tokens_run;
+}
+
+}  // namespace
+
+ExtractSummary run_extraction(const ExtractOptions& o, const std::string& created_by,
+                              const std::function<void()>& announce) {
+  // ---- setup: options, device, model config, the output's place
+  validate(o);
+  const auto compute = dist::resolve_compute(o.device, o.precision);  // collective
+  const int rank = world_rank(), ranks = world_size();
+  auto start_time = std::chrono::steady_clock::now();
+  auto config = model::Qwen2Config::from_file(o.model);
+  const auto layers = model::parse_layer_list(o.layers, config.num_hidden_layers, "layers");
+  const int deepest = layers.back();
+  run_on_root(MPI_COMM_WORLD, [&] {
+    NLA_CHECK_INPUT(o.overwrite || !fs::exists(o.out), o.out,
+                    ": a complete store exists; pass --overwrite to replace it");
+    const std::string parent = fs::parent(o.out);
+    if (!parent.empty()) fs::create_directories(parent);
+  });
+  auto tok = tokenizer::Tokenizer::from_file(o.tokenizer.empty() ? o.model : o.tokenizer);
+
+  // ---- documents: this rank's batches read and tokenized, numbered over all ranks
+  auto documents = read_my_documents(o, tok, rank, ranks);
+  auto& mine = documents.mine;
+  std::map<int64_t, size_t> item_of_index;
+  auto stored = number_documents(o, mine, documents.corpus_documents, item_of_index);
+
+  // ---- the store: its header, and a writer that resumes a partial one
   store::StoreHeader header;
   header.model = o.model;
   header.model_config = read_file(fs::is_directory(o.model) ? o.model + "/config.json" : o.model);
@@ -171,9 +233,8 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
   header.positions_per_doc = o.positions_per_doc;
   header.hidden_size = config.hidden_size;
   header.layers = layers;
-  header.skipped = reader.skipped().by_reason();
-  header.skipped["too_short"] = allreduce_int64(too_short, MPI_SUM);
-
+  header.skipped = documents.skipped.by_reason();
+  header.skipped["too_short"] = allreduce_int64(documents.too_short, MPI_SUM);
   store::ActivationStoreWriter writer(o.out, header, std::move(stored), MPI_COMM_WORLD);
   if (announce) announce();
   ExtractSummary summary;
@@ -181,8 +242,8 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
   summary.samples = writer.n_samples();
   summary.resumed = writer.resumed();
   log_info("extract: %lld documents (%lld read, skipped: %s too_short=%lld), %lld samples, layers %s -> %s%s",
-           static_cast<long long>(summary.documents), static_cast<long long>(corpus_documents),
-           reader.skipped().to_string().c_str(), static_cast<long long>(header.skipped["too_short"]),
+           static_cast<long long>(summary.documents), static_cast<long long>(documents.corpus_documents),
+           documents.skipped.to_string().c_str(), static_cast<long long>(header.skipped["too_short"]),
            static_cast<long long>(summary.samples), o.layers.c_str(), o.out.c_str(),
            writer.resumed() ? " (resuming)" : "");
 
@@ -194,6 +255,7 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
   const int64_t rounds = allreduce_int64(static_cast<int64_t>(batches.size()), MPI_MAX);
   const int64_t total_batches = allreduce_int64(static_cast<int64_t>(batches.size()), MPI_SUM);
 
+  // ---- the model, cut after the deepest layer extracted
   model::LoadOptions load;
   load.num_layers = deepest + 1;  // later blocks are neither loaded nor run
   load.with_head = false;
@@ -205,6 +267,7 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
   forward_options.stop_after_layer = deepest;
   forward_options.compute_logits = false;
 
+  // ---- rounds: every rank forwards one batch (or none) and writes its rows collectively
   Progress progress("extract", total_batches, "batches");
   int64_t my_tokens = 0, batches_done = 0;
   auto batch = batches.begin();
@@ -213,37 +276,8 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
     std::vector<int64_t> round_documents;
     std::vector<std::vector<float>> rows(layers.size());
     if (batch != batches.end()) {
-      const auto& items = batch->second;
-      int64_t longest = 0;
-      for (size_t item : items) longest = std::max<int64_t>(longest, mine[item].tokens.size());
-      const int64_t batch_size = static_cast<int64_t>(items.size());
-      auto ids = at::zeros({batch_size, longest}, at::kLong);          // (B, T), right-padded
-      auto mask = at::zeros({batch_size, longest}, at::kLong);         // (B, T)
-      for (int64_t b = 0; b < batch_size; ++b) {
-        const auto& tokens = mine[items[b]].tokens;
-        auto length = static_cast<int64_t>(tokens.size());
-        auto row = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), at::kLong);
-        ids[b].slice(0, 0, length).copy_(row);
-        mask[b].slice(0, 0, length).fill_(1);
-        my_tokens += length;
-      }
-      model::ForwardInput input;
-      input.input_ids = ids.to(net.device());
-      input.attention_mask = mask.to(net.device());
-      auto forward_start = std::chrono::steady_clock::now();
-      auto output = net.forward(input, forward_options);
-      summary.forward_seconds += seconds_since(forward_start);
-      for (size_t k = 0; k < layers.size(); ++k) {
-        auto captured = output.captured.at(layers[k]).to(at::kCPU, at::kFloat);  // (B, T, C)
-        for (int64_t b = 0; b < batch_size; ++b) {
-          const auto& positions = mine[items[b]].stored.positions;
-          auto index = at::tensor(std::vector<int64_t>(positions.begin(), positions.end()), at::kLong);
-          auto picked = captured[b].index_select(0, index).contiguous();  // (P, C)
-          const float* data = picked.data_ptr<float>();
-          rows[k].insert(rows[k].end(), data, data + picked.numel());
-        }
-      }
-      for (size_t item : items) round_documents.push_back(mine[item].stored.index);
+      my_tokens += forward_batch(net, forward_options, layers, mine, batch->second, rows, summary.forward_seconds);
+      for (size_t item : batch->second) round_documents.push_back(mine[item].stored.index);
       ++batch;
     }
     std::vector<const float*> pointers;

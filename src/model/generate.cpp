@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
@@ -13,20 +14,89 @@
 
 namespace nla::model {
 
+namespace {
+
+// The inverse CDF of each row of probs (B, V) float32 on the CPU: the first index whose
+// running float64 sum exceeds u * total, total the row's float64 sum. The same arithmetic
+// as a float64 cumsum + searchsorted(right) (a sequential sum per row), without writing the
+// (B, V) float64 cumsum. A row's sum is one chain of dependent adds, so kRowsAtOnce rows
+// advance together: their chains overlap in the core while each keeps its own order.
+constexpr int64_t kRowsAtOnce = 8;
+
+std::vector<int64_t> inverse_cdf_cpu(const at::Tensor& probs, const std::vector<double>& uniforms) {
+  const int64_t b = probs.size(0), v = probs.size(1);
+  at::Tensor rows = probs.contiguous();
+  const float* data = rows.data_ptr<float>();
+  std::vector<int64_t> index(static_cast<size_t>(b), v - 1);
+  std::vector<double> totals(static_cast<size_t>(b), 0.0);
+  const int64_t groups = (b + kRowsAtOnce - 1) / kRowsAtOnce;
+  at::parallel_for(0, groups, 1, [&](int64_t group_begin, int64_t group_end) {
+    for (int64_t group = group_begin; group < group_end; ++group) {
+      const int64_t first = group * kRowsAtOnce, count = std::min(kRowsAtOnce, b - first);
+      const float* p[kRowsAtOnce];
+      double total[kRowsAtOnce] = {}, draw[kRowsAtOnce] = {}, running[kRowsAtOnce] = {};
+      bool open[kRowsAtOnce] = {};
+      for (int64_t r = 0; r < count; ++r) p[r] = data + (first + r) * v;
+      for (int64_t j = 0; j < v; ++j)
+        for (int64_t r = 0; r < count; ++r) total[r] += static_cast<double>(p[r][j]);
+      int64_t still_open = 0;
+      for (int64_t r = 0; r < count; ++r) {
+        totals[static_cast<size_t>(first + r)] = total[r];
+        open[r] = std::isfinite(total[r]) && total[r] > 0;  // else reported below, outside the parallel region
+        draw[r] = uniforms[static_cast<size_t>(first + r)] * total[r];
+        still_open += open[r] ? 1 : 0;
+      }
+      for (int64_t j = 0; j < v && still_open > 0; ++j)
+        for (int64_t r = 0; r < count; ++r) {
+          if (!open[r]) continue;
+          running[r] += static_cast<double>(p[r][j]);
+          if (running[r] > draw[r]) {
+            index[static_cast<size_t>(first + r)] = j;
+            open[r] = false;
+            --still_open;
+          }
+        }
+    }
+  });
+  for (int64_t i = 0; i < b; ++i) {
+    const double total = totals[static_cast<size_t>(i)];
+    NLA_CHECK(std::isfinite(total) && total > 0, "sampling: probabilities of row ", i, " sum to ", total);
+  }
+  return index;
+}
+
+// The same on the probabilities' device (CUDA): a float64 cumsum and a batched binary
+// search there; only the B uniforms go to the device and the B indices come back.
+std::vector<int64_t> inverse_cdf_on_device(const at::Tensor& probs, const std::vector<double>& uniforms) {
+  const int64_t b = probs.size(0), v = probs.size(1);
+  at::Tensor cdf = probs.to(at::kDouble).cumsum(-1);          // (B, V)
+  at::Tensor totals = cdf.select(1, v - 1).to(at::kCPU);      // (B)
+  for (int64_t i = 0; i < b; ++i) {
+    const double total = totals[i].item<double>();
+    NLA_CHECK(std::isfinite(total) && total > 0, "sampling: probabilities of row ", i, " sum to ", total);
+  }
+  at::Tensor draws = (at::tensor(uniforms, at::kDouble) * totals).unsqueeze(1).to(probs.device());  // (B, 1)
+  at::Tensor index = at::searchsorted(cdf, draws, /*out_int32=*/false, /*right=*/true).clamp_max(v - 1);  // (B, 1)
+  index = index.squeeze(1).to(at::kCPU);
+  return std::vector<int64_t>(index.data_ptr<int64_t>(), index.data_ptr<int64_t>() + b);
+}
+
+}  // namespace
+
 std::vector<int64_t> sample_tokens(const at::Tensor& logits, double temperature, double top_p,
                                    const std::vector<at::Generator*>& generators) {
-  const int64_t b = logits.size(0), v = logits.size(1);
+  const int64_t b = logits.size(0);
   NLA_CHECK(static_cast<int64_t>(generators.size()) == b, "sample_tokens: one generator per row");
-  std::vector<int64_t> tokens(static_cast<size_t>(b));
-  if (temperature <= 0) {
+  if (temperature <= 0) {  // greedy on the device: only B ids travel to the host
     at::Tensor best = logits.argmax(-1).to(at::kCPU);
-    for (int64_t i = 0; i < b; ++i) tokens[static_cast<size_t>(i)] = best[i].item<int64_t>();
-    return tokens;
+    return std::vector<int64_t>(best.data_ptr<int64_t>(), best.data_ptr<int64_t>() + b);
   }
-  // The whole batch at once: softmax, optional top-p cut, a float64 cumulative sum, one
-  // uniform number per row from that row's generator, a batched binary search (inverse
-  // CDF). Per-row at::multinomial on a 152k vocabulary cost ~30 ms a row here.
-  at::Tensor probs = at::softmax(logits.to(at::kCPU, at::kFloat) / temperature, -1);  // (B, V)
+  // The whole batch at once on the logits' device: softmax, optional top-p cut, then one
+  // uniform number per row from that row's generator and the inverse CDF. (Per-row
+  // at::multinomial on a 152k vocabulary cost ~30 ms a row here.)
+  // (x / 1 == x exactly: at temperature 1 the division, a (B, V) pass, is skipped.)
+  at::Tensor scaled = temperature == 1.0 ? logits.to(at::kFloat) : logits.to(at::kFloat) / temperature;
+  at::Tensor probs = at::softmax(scaled, -1);  // (B, V)
   at::Tensor order;
   if (top_p < 1.0) {
     auto [sorted, sorted_order] = probs.sort(-1, true);  // descending
@@ -34,19 +104,16 @@ std::vector<int64_t> sample_tokens(const at::Tensor& logits, double temperature,
     probs = sorted * ((sorted.cumsum(-1) - sorted) < top_p);
     order = sorted_order;
   }
-  at::Tensor cdf = probs.to(at::kDouble).cumsum(-1);  // (B, V)
-  at::Tensor totals = cdf.select(1, v - 1);            // (B)
-  at::Tensor draws = at::empty({b, 1}, at::kDouble);   // (B, 1)
-  for (int64_t i = 0; i < b; ++i) {
-    const double total = totals[i].item<double>();
-    NLA_CHECK(std::isfinite(total) && total > 0, "sampling: probabilities of row ", i, " sum to ", total);
-    draws[i][0] = at::rand({1}, *generators[static_cast<size_t>(i)], at::TensorOptions().dtype(at::kDouble))
-                      .item<double>() * total;
+  std::vector<double> uniforms(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i)
+    uniforms[static_cast<size_t>(i)] =
+        at::rand({1}, *generators[static_cast<size_t>(i)], at::TensorOptions().dtype(at::kDouble)).item<double>();
+  std::vector<int64_t> index = probs.is_cpu() ? inverse_cdf_cpu(probs, uniforms) : inverse_cdf_on_device(probs, uniforms);
+  if (order.defined()) {
+    at::Tensor picked = order.gather(1, at::tensor(index, at::kLong).to(order.device()).unsqueeze(1)).to(at::kCPU);
+    index.assign(picked.data_ptr<int64_t>(), picked.data_ptr<int64_t>() + b);
   }
-  at::Tensor index = at::searchsorted(cdf, draws, /*out_int32=*/false, /*right=*/true).clamp_max(v - 1);  // (B, 1)
-  if (order.defined()) index = order.gather(1, index);
-  for (int64_t i = 0; i < b; ++i) tokens[static_cast<size_t>(i)] = index[i][0].item<int64_t>();
-  return tokens;
+  return index;
 }
 
 GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationPrompt>& prompts,

@@ -1,7 +1,7 @@
 // The communicator's collectives against hand-computed results, on whatever rank count the
 // launcher gave (ctest runs 1, 2, 3 and 4): float32 and bfloat16 (reduced in fp32), odd
 // element counts, strided tensors, in-place all-gather, point-to-point, sub-groups; the
-// `device` option's resolution (on a CPU-only build: cpu and auto give the CPU).
+// host-text collectives (uneven and empty texts, bytes beyond ASCII); the `device` option's resolution (on a CPU-only build: cpu and auto give the CPU).
 // Every rank runs every collective; checks come after, so a failed EXPECT never leaves a
 // peer waiting in a collective.
 #include <ATen/ATen.h>
@@ -10,6 +10,7 @@
 #include "nla/core/error.hpp"
 #include "nla/dist/communicator.hpp"
 #include "nla/dist/device.hpp"
+#include "nla/dist/text_collectives.hpp"
 
 namespace {
 
@@ -174,6 +175,31 @@ TEST(Device, NamesResolvePerRankWithoutAGpu) {
   if (!gpus) {
     EXPECT_THROW(nla::dist::device_kind("cuda:0"), nla::InputError);
   }
+}
+
+TEST(TextCollectives, GatherAllGatherAndBroadcastInRankOrder) {
+  const auto world = Communicator::world();
+  const int r = world.rank(), n = world.size();
+  // Rank r's text: r copies of "r;" and a byte beyond ASCII (rank 0's is empty).
+  auto text_of = [](int rank) {
+    std::string text;
+    for (int i = 0; i < rank; ++i) text += std::to_string(rank) + ";";
+    return rank == 0 ? text : text + "\xE3\x88\x8E";
+  };
+  const auto all = nla::dist::all_gather_text(world.mpi_comm(), text_of(r));
+  const auto gathered = nla::dist::gather_text(world.mpi_comm(), text_of(r), n - 1);
+  const auto broadcast = nla::dist::broadcast_text(world.mpi_comm(), r == n - 1 ? "from the last rank" : "ignored", n - 1);
+  const auto empty = nla::dist::broadcast_text(world.mpi_comm(), "", 0);
+  ASSERT_EQ(all.size(), static_cast<size_t>(n));
+  for (int q = 0; q < n; ++q) EXPECT_EQ(all[static_cast<size_t>(q)], text_of(q));
+  if (r == n - 1) {
+    ASSERT_EQ(gathered.size(), static_cast<size_t>(n));
+    for (int q = 0; q < n; ++q) EXPECT_EQ(gathered[static_cast<size_t>(q)], text_of(q));
+  } else {
+    EXPECT_TRUE(gathered.empty());
+  }
+  EXPECT_EQ(broadcast, "from the last rank");
+  EXPECT_EQ(empty, "");
 }
 
 }  // namespace

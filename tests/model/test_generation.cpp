@@ -1,6 +1,7 @@
 // KV-cache generation and the NLA hooks: cache = recomputation, batch = one by one (left
 // and right padding), seeds, stop tokens, injection, truncation, capture, autograd.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/version.h>
@@ -98,6 +99,65 @@ TEST_F(Generation, SeedsDecideSamplesIndependentlyOfTheBatch) {
   options.top_p = 1e-9;
   auto narrow = nla::model::generate(model_, batch, options);
   EXPECT_EQ(narrow.tokens, nla::model::generate(model_, batch, greedy).tokens);
+}
+
+// The reference sampler: the inverse CDF through a float64 cumsum over the vocabulary and a
+// batched binary search, as nla sampled before the CPU path stopped writing the cumsum.
+// The CPU sampler must pick exactly the same tokens (same sums in the same order).
+std::vector<int64_t> reference_samples(const at::Tensor& logits, double temperature, double top_p,
+                                       std::vector<at::Generator>& generators) {
+  const int64_t b = logits.size(0), v = logits.size(1);
+  at::Tensor probs = at::softmax(logits.to(at::kFloat) / temperature, -1);
+  at::Tensor order;
+  if (top_p < 1.0) {
+    auto [sorted, sorted_order] = probs.sort(-1, true);
+    probs = sorted * ((sorted.cumsum(-1) - sorted) < top_p);
+    order = sorted_order;
+  }
+  at::Tensor cdf = probs.to(at::kDouble).cumsum(-1);
+  at::Tensor draws = at::empty({b, 1}, at::kDouble);
+  for (int64_t i = 0; i < b; ++i)
+    draws[i][0] = at::rand({1}, generators[static_cast<size_t>(i)], at::TensorOptions().dtype(at::kDouble))
+                      .item<double>() * cdf[i][v - 1].item<double>();
+  at::Tensor index = at::searchsorted(cdf, draws, false, true).clamp_max(v - 1);
+  if (order.defined()) index = order.gather(1, index);
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < b; ++i) out.push_back(index[i][0].item<int64_t>());
+  return out;
+}
+
+TEST(Sampling, CpuInverseCdfPicksTheReferenceTokens) {
+  at::manual_seed(11);
+  const int64_t v = 151936;
+  for (double temperature : {0.7, 1.0, 2.0})
+    for (double top_p : {1.0, 0.9}) {
+      // Peaked rows (a few large logits) and flat ones: the draws land all over the CDF.
+      at::Tensor logits = at::randn({6, v}) * 3.0;
+      logits.narrow(0, 0, 2).narrow(1, 100, 5).add_(12.0);
+      std::vector<at::Generator> ours, theirs;
+      std::vector<at::Generator*> pointers;
+      for (uint64_t seed = 0; seed < 6; ++seed) {
+        ours.push_back(at::make_generator<at::CPUGeneratorImpl>(seed * 7 + 1));
+        theirs.push_back(at::make_generator<at::CPUGeneratorImpl>(seed * 7 + 1));
+      }
+      for (auto& generator : ours) pointers.push_back(&generator);
+      for (int round = 0; round < 4; ++round)  // generators advance: several draws per row
+        EXPECT_EQ(nla::model::sample_tokens(logits, temperature, top_p, pointers),
+                  reference_samples(logits, temperature, top_p, theirs))
+            << "temperature " << temperature << " top_p " << top_p << " round " << round;
+    }
+  // Non-finite probabilities are an error naming the row (the sum prints as nan or -nan).
+  at::Tensor bad = at::zeros({2, 8});
+  bad[1][3] = std::nan("");
+  std::vector<at::Generator> generators = {at::make_generator<at::CPUGeneratorImpl>(1),
+                                           at::make_generator<at::CPUGeneratorImpl>(2)};
+  std::vector<at::Generator*> pointers = {&generators[0], &generators[1]};
+  try {
+    nla::model::sample_tokens(bad, 1.0, 1.0, pointers);
+    FAIL() << "expected an error";
+  } catch (const nla::Error& error) {
+    EXPECT_NE(std::string(error.what()).find("probabilities of row 1 sum to "), std::string::npos) << error.what();
+  }
 }
 
 TEST_F(Generation, StopTokensEndSequencesSeparately) {

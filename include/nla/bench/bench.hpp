@@ -20,6 +20,7 @@ struct BenchOptions {
   int64_t batch = 8;
   int64_t seq_len = 512;
   int64_t new_tokens = 128;
+  double temperature = 0;                          // generate: 0 greedy, else sampled (seeded per row)
   int repeats = 3;
   bool reference = true;                           // run the independent reference side by side
   std::string out = "bench.json";

@@ -30,6 +30,7 @@ class BenchCommand : public Command {
     options.add("bench", "batch", &bench_.batch, "batch size");
     options.add("bench", "seq-len", &bench_.seq_len, "sequence length");
     options.add("bench", "new-tokens", &bench_.new_tokens, "new tokens per sequence (generate)");
+    options.add("bench", "temperature", &bench_.temperature, "generate: 0 greedy, else sampled at this temperature");
     options.add("bench", "repeats", &bench_.repeats, "timed repetitions (best or mean reported)");
     options.add("bench", "reference", &bench_.reference, "also run the independent reference side by side");
     options.add("bench", "out", &bench_.out, "JSON output file");
