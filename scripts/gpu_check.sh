@@ -178,10 +178,10 @@ benches=(
   "matmul|matmul"
   "forward 0.5b|forward --preset qwen2.5-0.5b --batch 8 --seq-len 1024 --repeats 3"
   "train-step 0.5b|train-step --preset qwen2.5-0.5b --batch 8 --seq-len 1024 --repeats 3"
-  "generate 0.5b|generate --preset qwen2.5-0.5b --batch 32 --seq-len 128 --new-tokens 128 --repeats 2 --reference=false"
+  "generate 0.5b|generate --preset qwen2.5-0.5b --batch-sizes 1,32,128 --seq-len 128 --new-tokens 128 --repeats 2 --reference=false"
   "forward 7b|forward --preset qwen2.5-7b --batch 4 --seq-len 1024 --repeats 3"
   "train-step 7b|train-step --preset qwen2.5-7b --batch 1 --seq-len 1024 --repeats 2"
-  "generate 7b|generate --preset qwen2.5-7b --batch 32 --seq-len 128 --new-tokens 128 --repeats 2 --reference=false"
+  "generate 7b|generate --preset qwen2.5-7b --batch-sizes 1,32,128 --seq-len 128 --new-tokens 128 --repeats 2 --reference=false"
 )
 for entry in "${benches[@]}"; do
   label=${entry%%|*}
@@ -217,12 +217,19 @@ if "gemm bf16 n=8192" in rows:
 if "gemm n=2048" in rows:
     print("fp32 %.0f GFLOP/s (CPU: no CUDA device)" % max(value("gemm n=%d" % n) for n in (512, 1024, 2048)))
     sys.exit()
-headline = next(name for name in ("tokens/s", "tokens/s (fwd+bwd)", "new tokens/s (whole run)") if name in rows)
+sizes = [name.split()[0] for name in rows if name.startswith("B=") and name.endswith(" decode ms/step")]
+if sizes:  # generate: each batch size's decode rate and step time
+    print("; ".join("%s %.0f new tok/s, %.1f ms/step" % (b, value(b + " decode tokens/s"), value(b + " decode ms/step"))
+                    for b in sizes))
+    sys.exit()
+headline = next(name for name in ("tokens/s", "tokens/s (fwd+bwd)") if name in rows)
 fraction = value("fraction of peak")
-if fraction is None:
-    fraction = value("decode fraction of peak")
+if "AdamW step / fwd+bwd" in rows:
+    headline_note = "; AdamW %.1f ms = %.2f of fwd+bwd" % (value("time AdamW step"), value("AdamW step / fwd+bwd"))
+else:
+    headline_note = ""
 peak = rows["gemm peak (this run)"]
-print("%.0f %s; MFU %.3f of %.0f GFLOP/s (%s)" % (value(headline), headline, fraction, peak["value"], peak["note"]))
+print("%.0f %s; MFU %.3f of %.0f GFLOP/s (%s)%s" % (value(headline), headline, fraction, peak["value"], peak["note"], headline_note))
 EOF
   )
   record "bench $label" "ok" "${summary:-unreadable $json}, $(($(date +%s) - t0)) s"

@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <optional>
 
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/error.hpp"
@@ -33,6 +34,12 @@ NlaMeta NlaMeta::defaults(const std::string& role, int64_t d_model, int64_t laye
 }
 
 std::string NlaMeta::to_yaml() const {
+  // Statistics come from store rows that were checked finite; a non-finite one here is a bug,
+  // and a checkpoint holding `.nan` would poison every later stage.
+  for (auto [name, value] : {std::pair{"injection_scale", std::optional<double>(injection_scale)},
+                             std::pair{"mse_scale", std::optional<double>(mse_scale)}, std::pair{"var_nrm", var_nrm},
+                             std::pair{"var_raw", var_raw}})
+    NLA_CHECK(!value || std::isfinite(*value), "nla_meta.yaml: refusing to write extraction.", name, " = ", *value);
   YAML::Emitter out;
   out << YAML::BeginMap;
   out << YAML::Key << "schema_version" << YAML::Value << schema_version;
@@ -119,6 +126,11 @@ NlaMeta NlaMeta::from_yaml(const std::string& text, const std::string& source) {
                                  std::sqrt(static_cast<double>(meta.d_model)));
   if (root["extraction"] && root["extraction"]["var_nrm"])
     meta.var_nrm = field<double>(root, source, {"extraction", "var_nrm"}, true, 0.0);
+  for (auto [name, value] : {std::pair{"injection_scale", std::optional<double>(meta.injection_scale)},
+                             std::pair{"mse_scale", std::optional<double>(meta.mse_scale)},
+                             std::pair{"var_nrm", meta.var_nrm}})
+    NLA_CHECK_INPUT(!value || (std::isfinite(*value) && *value >= 0), source, ": key 'extraction.", name,
+                    "': expected a finite value >= 0, got ", *value);
   if (root["extraction"] && root["extraction"]["var_raw"]) {
     meta.var_raw = field<double>(root, source, {"extraction", "var_raw"}, true, 0.0);
     NLA_CHECK_INPUT(*meta.var_raw > 0 && std::isfinite(*meta.var_raw), source,
@@ -245,8 +257,10 @@ Reconstructor load_ar(const std::string& directory, const model::LoadOptions& op
   NLA_CHECK_INPUT(info->shape == (std::vector<int64_t>{d, d}), head_path, ": tensor 'weight': expected shape [", d,
                   ", ", d, "]");
   auto type = scalar_type(info->dtype, head_path);
-  auto head = at::from_blob(const_cast<uint8_t*>(file.data(*info)), {d, d}, at::TensorOptions().dtype(type))
-                  .to(options.device, options.dtype, /*non_blocking=*/false, /*copy=*/true);  // (d, d)
+  auto host_head = at::from_blob(const_cast<uint8_t*>(file.data(*info)), {d, d}, at::TensorOptions().dtype(type))
+                       .clone();  // (d, d)
+  model::check_finite_weights(host_head, head_path, "weight");
+  auto head = host_head.to(options.device, options.dtype);
   if (meta_out) *meta_out = meta;
   return Reconstructor(std::move(trunk), head, meta.critic_template);
 }

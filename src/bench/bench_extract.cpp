@@ -19,6 +19,7 @@
 #include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
 #include "nla/core/world.hpp"
+#include "nla/dist/text_collectives.hpp"
 #include "nla/extract/extract.hpp"
 #include "nla/model/qwen2.hpp"
 #include "nla/model/qwen2_config.hpp"
@@ -144,7 +145,7 @@ BenchReport bench_extract(const BenchOptions& options) {
     for (int repeat = 0; repeat < 3; ++repeat)
       disk_rate = std::max(disk_rate, dd_megabytes_per_second(scratch, static_cast<int64_t>(megabytes) + 1));
   });
-  MPI_Bcast(&disk_rate, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  disk_rate = dist::broadcast_double(MPI_COMM_WORLD, disk_rate);
   report.rows.push_back({"disk sequential write (dd)", disk_rate, "MB/s", "dd bs=1M conv=fdatasync, same size, best of 3"});
   report.rows.push_back({"store / disk", store_rate / disk_rate, "fraction", ""});
   run_on_root(MPI_COMM_WORLD, [&] { fs::remove_all(scratch); });

@@ -1,5 +1,6 @@
-// nla bench generate: batched KV-cache generation (greedy, or sampled with --temperature), --batch prompts of --seq-len
-// tokens, --new-tokens each (no stop token, so every sequence runs to the cap).
+// nla bench generate: batched KV-cache generation (greedy, or sampled with --temperature) at each of
+// --batch-sizes (default 1, 32, 128; --batch N for one size), prompts of --seq-len tokens, --new-tokens
+// each (no stop token, so every sequence runs to the cap).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -60,15 +61,11 @@ std::pair<double, double> llama_cpp_seconds(model::Qwen2Model& model, const Benc
   return seconds;
 }
 
-}  // namespace
-
-BenchReport bench_generate(const BenchOptions& options) {
-  BenchReport report{"generate", {}};
-  const GemmPeaks peaks = measure_gemm_peaks(options, bench_device(options));
-  reset_peak_memory();
-  model::Qwen2Model model = bench_model(options);
+// The rows of one batch size, each metric prefixed "B=<batch> ".
+void generate_rows(BenchReport& report, model::Qwen2Model& model, BenchOptions options, int64_t batch,
+                   const GemmPeak& peak) {
+  options.batch = batch;
   const auto& config = model.config();
-  const GemmPeak peak = gemm_peak_for(peaks, model.dtype(), at::globalContext().allowTF32CuBLAS());
   at::Tensor ids = at::randint(config.vocab_size, {options.batch, options.seq_len}, at::kLong);
   std::vector<model::GenerationPrompt> prompts;
   for (int64_t i = 0; i < options.batch; ++i) {
@@ -101,25 +98,40 @@ BenchReport bench_generate(const BenchOptions& options) {
                             (options.temperature > 0 ? ", sampled T=" + std::to_string(options.temperature).substr(0, 4)
                                                      : std::string(", greedy")) +
                             ", best of " + std::to_string(options.repeats);
-  report.rows.push_back({"new tokens/s (whole run)", options.batch * options.new_tokens / total, "tok/s", shape});
-  report.rows.push_back({"decode tokens/s", decode_tokens / decode, "tok/s", "after the first token"});
-  report.rows.push_back({"decode ms/step", decode * 1e3 / static_cast<double>(options.new_tokens - 1), "ms",
+  const std::string b = "B=" + std::to_string(batch) + " ";
+  report.rows.push_back({b + "new tokens/s (whole run)", options.batch * options.new_tokens / total, "tok/s", shape});
+  report.rows.push_back({b + "decode tokens/s", decode_tokens / decode, "tok/s", "after the first token"});
+  report.rows.push_back({b + "decode ms/step", decode * 1e3 / static_cast<double>(options.new_tokens - 1), "ms",
                          "one new token for every row"});
-  report.rows.push_back({"prefill tokens/s", options.batch * options.seq_len / prefill, "tok/s", "prefill + 1 token"});
-  report.rows.push_back({"time whole run", total * 1e3, "ms", ""});
-  report.rows.push_back({"decode achieved", gflops, "GFLOP/s", ""});
-  report.rows.push_back({"gemm peak (this run)", peak.gflops, "GFLOP/s", peak.note});
-  report.rows.push_back({"decode fraction of peak", fraction_of_peak(gflops, peak.gflops), "", ""});
-  report.rows.push_back({"peak memory (RSS)", peak_memory_mb(), "MB", "VmHWM after reset"});
+  report.rows.push_back({b + "prefill tokens/s", options.batch * options.seq_len / prefill, "tok/s", "prefill + 1 token"});
+  report.rows.push_back({b + "time whole run", total * 1e3, "ms", ""});
+  report.rows.push_back({b + "decode achieved", gflops, "GFLOP/s", ""});
+  report.rows.push_back({b + "decode fraction of peak", fraction_of_peak(gflops, peak.gflops), "", ""});
   if (options.reference) {
     auto [llama_total, llama_prefill] = llama_cpp_seconds(model, options, prompts);
     if (llama_total > 0) {
-      report.rows.push_back({"llama.cpp new tokens/s (whole run)", options.batch * options.new_tokens / llama_total,
+      const double llama_decode = decode_tokens / (llama_total - llama_prefill);
+      report.rows.push_back({b + "llama.cpp new tokens/s (whole run)", options.batch * options.new_tokens / llama_total,
                              "tok/s", "node-llama-cpp 3.22.1, same weights (F32 GGUF), same prompts, one run"});
-      report.rows.push_back({"llama.cpp decode tokens/s", decode_tokens / (llama_total - llama_prefill), "tok/s", ""});
-      report.rows.push_back({"nla / llama.cpp (whole run)", llama_total / total, "x", "> 1: nla faster"});
+      report.rows.push_back({b + "llama.cpp decode tokens/s", llama_decode, "tok/s", ""});
+      report.rows.push_back({b + "nla / llama.cpp (whole run)", llama_total / total, "x", "> 1: nla faster"});
+      report.rows.push_back({b + "nla / llama.cpp (decode)", decode_tokens / decode / llama_decode, "x", "goal >= 12 at B=32 (CPU)"});
     }
   }
+}
+
+}  // namespace
+
+BenchReport bench_generate(const BenchOptions& options) {
+  BenchReport report{"generate", {}};
+  const GemmPeaks peaks = measure_gemm_peaks(options, bench_device(options));
+  reset_peak_memory();
+  model::Qwen2Model model = bench_model(options);
+  const GemmPeak peak = gemm_peak_for(peaks, model.dtype(), at::globalContext().allowTF32CuBLAS());
+  const std::vector<int64_t> sizes = options.batch_sizes.empty() ? std::vector<int64_t>{options.batch} : options.batch_sizes;
+  for (int64_t batch : sizes) generate_rows(report, model, options, batch, peak);
+  report.rows.push_back({"gemm peak (this run)", peak.gflops, "GFLOP/s", peak.note});
+  report.rows.push_back({"peak memory (RSS)", peak_memory_mb(), "MB", "VmHWM after reset"});
   return report;
 }
 

@@ -21,6 +21,8 @@
 #include "nla/autoencoder/prompts.hpp"
 #include "nla/tokenizer/tokenizer.hpp"
 #include "nla/autoencoder/sharded.hpp"
+#include "nla/core/error.hpp"
+#include "nla/store/activation_store.hpp"
 
 namespace nla::bench {
 
@@ -121,6 +123,18 @@ BenchReport bench_sft(const BenchOptions& options) {
   report.rows.push_back({"communication per step", comm_s * 1e3, "ms",
                          "all-gather + reduce-scatter of every unit (" + std::to_string(bytes >> 20) + " MB), replayed alone"});
   report.rows.push_back({"communication share", comm_s / step_s, "", "of the step"});
+  // The finite check every store read does (store::first_non_finite), on one step's rows.
+  std::vector<float> step_rows(static_cast<size_t>(global * config.hidden_size), 1.0f);
+  double check_s = 1e30;
+  for (int repeat = 0; repeat < std::max(3, options.repeats); ++repeat) {
+    auto check_start = std::chrono::steady_clock::now();
+    NLA_CHECK(store::first_non_finite(step_rows.data(), step_rows.size()) < 0, "bench: finite rows");
+    check_s = std::min(check_s, seconds_since(check_start));
+  }
+  report.rows.push_back({"finite check of the step's rows", check_s * 1e3, "ms",
+                         std::to_string(global) + " x " + std::to_string(config.hidden_size) + " floats, best of " +
+                             std::to_string(std::max(3, options.repeats))});
+  report.rows.push_back({"finite check share", check_s / step_s, "", "of the step (goal < 0.01)"});
   return report;
 }
 

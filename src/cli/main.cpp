@@ -1,6 +1,7 @@
 // nla: one binary, subcommands (see `nla --help` and DESIGN.md section 2).
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <iterator>
 
@@ -55,5 +56,8 @@ void tune_runtime(char** argv) {
 
 int main(int argc, char** argv) {
   tune_runtime(argv);
+  // A file-size limit (ulimit -f, as batch systems set) would kill the process with SIGXFSZ
+  // mid-write; ignored, the write fails with EFBIG, which nla reports naming the file.
+  std::signal(SIGXFSZ, SIG_IGN);
   return nla::cli::run_main(argc, argv, nla::cli::make_commands());
 }

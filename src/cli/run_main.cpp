@@ -1,6 +1,7 @@
 // The body of `nla`: MPI, command dispatch, option parsing, logging, the error policy.
 #include <mpi.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -38,12 +39,31 @@ std::string quote_command_line(int argc, char** argv) {
   return line;
 }
 
+namespace {
+
+// Output that never reached its destination (a full disk, a closed pipe, `> /dev/full`) is
+// a failure: the buffered rest is flushed here, and any earlier error on the stream counts
+// too. Returns the error line, or "" when everything written arrived. The cause is known only
+// when this last flush is the write that failed (stdio keeps the error flag, not its errno).
+std::string standard_output_failure() {
+  errno = 0;
+  std::cout.flush();
+  const bool flush_failed = std::fflush(stdout) != 0;
+  const int cause = errno;
+  if (!flush_failed && !std::ferror(stdout) && std::cout) return "";
+  std::string line = "error: writing to standard output failed";
+  if (flush_failed && cause != 0) line += std::string(": ") + std::strerror(cause);
+  return line + " (the output is incomplete)";
+}
+
+}  // namespace
+
 std::string RunContext::provenance_json() const {
-  // The environment that changes speed (threads, allocator; see main.cpp) or placement:
-  // null where unset.
+  // The environment that changes speed (threads, allocator; see main.cpp), placement, or
+  // which kernel computes (sampling, AdamW: the same results within rounding): null where unset.
   nlohmann::json environment = nlohmann::json::object();
   for (const char* name : {"OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT",
-                           "GLIBC_TUNABLES", "CUDA_VISIBLE_DEVICES"}) {
+                           "GLIBC_TUNABLES", "CUDA_VISIBLE_DEVICES", "NLA_DEVICE_SAMPLING", "NLA_ADAMW_KERNEL"}) {
     const char* value = std::getenv(name);
     environment[name] = value != nullptr ? nlohmann::json(value) : nlohmann::json(nullptr);
   }
@@ -182,6 +202,8 @@ int run_main(int argc, char** argv, std::vector<std::unique_ptr<Command>> comman
   context.command_line = quote_command_line(argc, argv);
   context.resolved_config = options.resolved_ini();
   context.version = NLA_VERSION_FULL;
+  for (const auto& entry : options.entries())
+    if (entry.source != "default") context.given_options.push_back(entry.name);
   log_debug("nla %s | %s | %d rank%s", NLA_VERSION_FULL, context.command_line.c_str(), world_size(),
             world_size() == 1 ? "" : "s");
 
@@ -209,6 +231,11 @@ int run_main(int argc, char** argv, std::vector<std::unique_ptr<Command>> comman
   } catch (const std::exception& error) {
     std::fprintf(stderr, "ERROR on rank %d: %s\n", rank, first_line(error.what()).c_str());
     abort_world(1);
+  }
+  // Each rank checks what it wrote; only rank 0 writes results to standard output.
+  if (std::string failure = standard_output_failure(); !failure.empty()) {
+    std::fprintf(stderr, "nla %s: %s\n", argv[1], failure.c_str());
+    return 1;
   }
   return 0;
 }

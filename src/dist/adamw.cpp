@@ -4,11 +4,14 @@
 #include <c10/core/GradMode.h>  // c10::NoGradGuard (LibTorch 2.x has no at:: alias here)
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <fstream>
 #include <memory>
 
@@ -40,6 +43,111 @@ std::pair<int64_t, int64_t> owned_range(int64_t numel, int rank, int size) {
 
 }  // namespace
 
+// LibTorch's fused AdamW: CUDA from 2.0, the CPU from 2.4.
+#if TORCH_VERSION_MAJOR >= 2
+#define NLA_HAS_FUSED_ADAMW_CUDA 1
+#endif
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define NLA_HAS_FUSED_ADAMW_CPU 1
+#endif
+
+bool fused_adamw_available(const at::Device& device) {
+#ifdef NLA_HAS_FUSED_ADAMW_CUDA
+  if (device.is_cuda()) return true;
+#endif
+#ifdef NLA_HAS_FUSED_ADAMW_CPU
+  if (device.is_cpu()) return true;
+#endif
+  (void)device;
+  return false;
+}
+
+AdamWKernel resolve_adamw_kernel(AdamWKernel kernel, const at::Device& device) {
+  if (kernel != AdamWKernel::automatic) return kernel;
+  (void)device;
+  // NLA_ADAMW_KERNEL chooses; unset: foreach. The fused kernel is opt-in until a GPU run
+  // has checked it against the others (tests/dist/test_adamw.cpp, CudaKernelsMatchTheCpu).
+  const char* chosen = std::getenv("NLA_ADAMW_KERNEL");
+  if (chosen == nullptr || *chosen == '\0') return AdamWKernel::foreach;
+  for (AdamWKernel candidate : {AdamWKernel::per_tensor, AdamWKernel::foreach, AdamWKernel::fused})
+    if (std::string(chosen) == adamw_kernel_name(candidate)) return candidate;
+  NLA_INPUT_ERROR("environment variable NLA_ADAMW_KERNEL: expected per_tensor, foreach or fused, got '", chosen, "'");
+}
+
+const char* adamw_kernel_name(AdamWKernel kernel) {
+  switch (kernel) {
+    case AdamWKernel::automatic: return "automatic";
+    case AdamWKernel::per_tensor: return "per_tensor";
+    case AdamWKernel::foreach: return "foreach";
+    case AdamWKernel::fused: return "fused";
+  }
+  return "?";
+}
+
+namespace {
+
+// torch 1.13's _single_tensor_adamw, op for op.
+void update_per_tensor(AdamWTensors& t, double lr, double beta1, double beta2, double bias_correction2,
+                       double step_size, const AdamWOptions& o) {
+  for (size_t i = 0; i < t.params.size(); ++i) {
+    if (o.weight_decay != 0) t.params[i].mul_(1 - lr * o.weight_decay);
+    t.exp_avgs[i].mul_(beta1).add_(t.grads[i], 1 - beta1);
+    t.exp_avg_sqs[i].mul_(beta2).addcmul_(t.grads[i], t.grads[i], 1 - beta2);
+    at::Tensor denom = (t.exp_avg_sqs[i].sqrt() / std::sqrt(bias_correction2)).add_(o.eps);
+    t.params[i].addcdiv_(t.exp_avgs[i], denom, -step_size);
+  }
+}
+
+// The same ops over the whole list (torch 1.13's _multi_tensor_adamw).
+void update_foreach(AdamWTensors& t, double lr, double beta1, double beta2, double bias_correction2,
+                    double step_size, const AdamWOptions& o) {
+  if (o.weight_decay != 0) at::_foreach_mul_(t.params, 1 - lr * o.weight_decay);
+  at::_foreach_mul_(t.exp_avgs, beta1);
+  at::_foreach_add_(t.exp_avgs, t.grads, 1 - beta1);
+  at::_foreach_mul_(t.exp_avg_sqs, beta2);
+  at::_foreach_addcmul_(t.exp_avg_sqs, t.grads, t.grads, 1 - beta2);
+  std::vector<at::Tensor> denom = at::_foreach_sqrt(t.exp_avg_sqs);
+  at::_foreach_div_(denom, std::sqrt(bias_correction2));
+  at::_foreach_add_(denom, o.eps);
+  at::_foreach_addcdiv_(t.params, t.exp_avgs, denom, -step_size);
+}
+
+void update_fused(AdamWTensors& t, int64_t step, double lr, const AdamWOptions& o) {
+#ifdef NLA_HAS_FUSED_ADAMW_CUDA
+  // The kernel reads each tensor's step from a float tensor on its device (shared here).
+  at::Tensor step_tensor =
+      at::full({}, static_cast<double>(step), at::TensorOptions().dtype(at::kFloat).device(t.params[0].device()));
+  std::vector<at::Tensor> steps(t.params.size(), step_tensor);
+  at::_fused_adamw_(t.params, t.grads, t.exp_avgs, t.exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, o.beta1,
+                    o.beta2, o.weight_decay, o.eps, /*amsgrad=*/false, /*maximize=*/false, c10::nullopt, c10::nullopt);
+#else
+  (void)t, (void)step, (void)lr, (void)o;
+  NLA_THROW("AdamW: the fused kernel needs LibTorch >= 2.0 (this build has ", TORCH_VERSION, ")");
+#endif
+}
+
+}  // namespace
+
+void adamw_update(AdamWTensors& tensors, int64_t step, double lr, const AdamWOptions& options) {
+  if (tensors.params.empty()) return;
+  const at::Device device = tensors.params[0].device();
+  const AdamWKernel kernel = resolve_adamw_kernel(options.kernel, device);
+  NLA_CHECK(kernel != AdamWKernel::fused || fused_adamw_available(device),
+            "AdamW: this LibTorch (", TORCH_VERSION, ") has no fused kernel for ", device.str(), " tensors");
+  c10::NoGradGuard no_grad;
+  const double beta1 = options.beta1, beta2 = options.beta2;
+  const double bias_correction1 = 1 - std::pow(beta1, static_cast<double>(step));
+  const double bias_correction2 = 1 - std::pow(beta2, static_cast<double>(step));
+  const double step_size = lr / bias_correction1;
+  switch (kernel) {
+    case AdamWKernel::fused: update_fused(tensors, step, lr, options); break;
+    case AdamWKernel::foreach:
+      update_foreach(tensors, lr, beta1, beta2, bias_correction2, step_size, options);
+      break;
+    default: update_per_tensor(tensors, lr, beta1, beta2, bias_correction2, step_size, options); break;
+  }
+}
+
 ShardedAdamW::ShardedAdamW(ShardedModel& model, AdamWOptions options) : model_(model), options_(options) {
   for (auto& unit : model_.units()) {
     exp_avg_.push_back(at::zeros_like(unit.master));     // (S) fp32
@@ -57,24 +165,16 @@ int64_t ShardedAdamW::state_bytes() const {
 void ShardedAdamW::step(double lr) {
   if (lr < 0) lr = options_.lr;
   ++step_;
-  const double beta1 = options_.beta1, beta2 = options_.beta2;
-  // The op sequence of torch 1.13's AdamW (C++ frontend and _single_tensor_adamw), so a
-  // single rank reproduces it bit for bit.
-  const double bias_correction1 = 1 - std::pow(beta1, static_cast<double>(step_));
-  const double bias_correction2 = 1 - std::pow(beta2, static_cast<double>(step_));
-  const double step_size = lr / bias_correction1;
-  c10::NoGradGuard no_grad;
+  AdamWTensors trained;  // handles, every step: a unit may be frozen after construction
   auto& units = model_.units();
   for (size_t u = 0; u < units.size(); ++u) {
     if (units[u].frozen) continue;
-    at::Tensor& param = units[u].master;  // (S)
-    const at::Tensor& grad = units[u].grad;
-    if (options_.weight_decay != 0) param.mul_(1 - lr * options_.weight_decay);
-    exp_avg_[u].mul_(beta1).add_(grad, 1 - beta1);
-    exp_avg_sq_[u].mul_(beta2).addcmul_(grad, grad, 1 - beta2);
-    at::Tensor denom = (exp_avg_sq_[u].sqrt() / std::sqrt(bias_correction2)).add_(options_.eps);
-    param.addcdiv_(exp_avg_[u], denom, -step_size);
+    trained.params.push_back(units[u].master);
+    trained.grads.push_back(units[u].grad);
+    trained.exp_avgs.push_back(exp_avg_[u]);
+    trained.exp_avg_sqs.push_back(exp_avg_sq_[u]);
   }
+  adamw_update(trained, step_, lr, options_);
   model_.refresh_compute_shards();
 }
 

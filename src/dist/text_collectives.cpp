@@ -79,4 +79,19 @@ std::string broadcast_text(MPI_Comm comm, std::string text, int root) {
   return text;
 }
 
+std::vector<int> broadcast_ints(MPI_Comm comm, std::vector<int> values, int root) {
+  int64_t length = static_cast<int64_t>(values.size());
+  NLA_CHECK_MPI(MPI_Bcast(&length, 1, MPI_INT64_T, root, comm));
+  values.resize(static_cast<size_t>(length));
+  if (length > 0)
+    NLA_CHECK_MPI(MPI_Bcast(values.data(), checked_count(static_cast<size_t>(length), "broadcast_ints"), MPI_INT, root,
+                            comm));
+  return values;
+}
+
+double broadcast_double(MPI_Comm comm, double value, int root) {
+  NLA_CHECK_MPI(MPI_Bcast(&value, 1, MPI_DOUBLE, root, comm));
+  return value;
+}
+
 }  // namespace nla::dist

@@ -516,11 +516,8 @@ std::unique_ptr<SweepRun> setup_sweep(const SweepOptions& o, const std::string& 
     }
   });
   // Rank 0 decided the layers; every rank needs them.
-  int64_t n_layers = static_cast<int64_t>(layers.size());
-  NLA_CHECK_MPI(MPI_Bcast(&n_layers, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
-  layers.resize(static_cast<size_t>(n_layers));
-  NLA_CHECK_MPI(MPI_Bcast(layers.data(), static_cast<int>(n_layers), MPI_INT, 0, MPI_COMM_WORLD));
-  run.n_layers = n_layers;
+  layers = dist::broadcast_ints(MPI_COMM_WORLD, std::move(layers));
+  run.n_layers = static_cast<int64_t>(layers.size());
   if (announce) announce();
 
   run.n = std::min(o.samples, acts.n_samples());
@@ -533,7 +530,7 @@ std::unique_ptr<SweepRun> setup_sweep(const SweepOptions& o, const std::string& 
   run.size = world_size();
   log_info("eval: %lld layers x %lld samples, anchor layer %d, %d rank(s); conditions av, random (generated), "
            "shuffled, av_normed (av's reconstructions reused), mean",
-           static_cast<long long>(n_layers), static_cast<long long>(run.n), anchor, run.size);
+           static_cast<long long>(run.n_layers), static_cast<long long>(run.n), anchor, run.size);
   return run_owner;
 }
 
@@ -674,11 +671,8 @@ void share_scoring_inputs(SweepRun& run) {
       return std::vector<double>(norms.data_ptr<double>(), norms.data_ptr<double>() + n);
     }());
   });
-  NLA_CHECK_MPI(MPI_Bcast(&anchor_median_norm, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD));
-  int64_t n_pca = static_cast<int64_t>(pca_layers.size());
-  NLA_CHECK_MPI(MPI_Bcast(&n_pca, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
-  pca_layers.resize(static_cast<size_t>(n_pca));
-  NLA_CHECK_MPI(MPI_Bcast(pca_layers.data(), static_cast<int>(n_pca), MPI_INT, 0, MPI_COMM_WORLD));
+  anchor_median_norm = dist::broadcast_double(MPI_COMM_WORLD, anchor_median_norm);
+  pca_layers = dist::broadcast_ints(MPI_COMM_WORLD, std::move(pca_layers));
   const int64_t recall_pool = run.recall_pool = std::min(run.o.pool, static_cast<int64_t>(run.pool_rows.size()));
   log_info("eval: scoring %lld layers on %d rank(s) (layer i on rank i %% %d) | AR target %s: %s | recall@10 among %lld "
            "candidates",

@@ -12,6 +12,7 @@
 #include <csignal>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 #include "nla/core/atomic_file.hpp"
@@ -198,13 +199,34 @@ int64_t forward_batch(const model::Qwen2Model& net, const model::ForwardOptions&
 
 ExtractSummary run_extraction(const ExtractOptions& o, const std::string& created_by,
                               const std::function<void()>& announce) {
-  // ---- setup: options, device, model config, the output's place
-  validate(o);
+  // ---- setup: options, device, model, tokenizer and corpus, all checked before any output
+  // file exists; an input error on any rank is printed once, by rank 0 (run_on_every_rank)
+  run_on_every_rank(MPI_COMM_WORLD, [&] { validate(o); });
   const auto compute = dist::resolve_compute(o.device, o.precision);  // collective
   const int rank = world_rank(), ranks = world_size();
   auto start_time = std::chrono::steady_clock::now();
-  auto config = model::Qwen2Config::from_file(o.model);
-  const auto layers = model::parse_layer_list(o.layers, config.num_hidden_layers, "layers");
+  std::optional<model::Qwen2Config> config_holder;
+  std::vector<int> layers;
+  std::optional<tokenizer::Tokenizer> tok_holder;
+  RankDocuments documents;
+  std::optional<model::Qwen2Model> net_holder;
+  run_on_every_rank(MPI_COMM_WORLD, [&] {
+    config_holder = model::Qwen2Config::from_file(o.model);
+    layers = model::parse_layer_list(o.layers, config_holder->num_hidden_layers, "layers");
+    tok_holder.emplace(tokenizer::Tokenizer::from_file(o.tokenizer.empty() ? o.model : o.tokenizer));
+    // this rank's batches read and tokenized (numbered over all ranks below)
+    documents = read_my_documents(o, *tok_holder, rank, ranks);
+    // the model, cut after the deepest layer extracted (later blocks are neither loaded nor run)
+    model::LoadOptions load;
+    load.num_layers = layers.back() + 1;
+    load.with_head = false;
+    load.device = compute.device;
+    load.dtype = compute.dtype;
+    net_holder.emplace(model::Qwen2Model::load(o.model, load));
+  });
+  const model::Qwen2Config& config = *config_holder;
+  const tokenizer::Tokenizer& tok = *tok_holder;
+  const model::Qwen2Model& net = *net_holder;
   const int deepest = layers.back();
   run_on_root(MPI_COMM_WORLD, [&] {
     NLA_CHECK_INPUT(o.overwrite || !fs::exists(o.out), o.out,
@@ -212,10 +234,8 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
     const std::string parent = fs::parent(o.out);
     if (!parent.empty()) fs::create_directories(parent);
   });
-  auto tok = tokenizer::Tokenizer::from_file(o.tokenizer.empty() ? o.model : o.tokenizer);
 
-  // ---- documents: this rank's batches read and tokenized, numbered over all ranks
-  auto documents = read_my_documents(o, tok, rank, ranks);
+  // ---- documents: numbered over all ranks
   auto& mine = documents.mine;
   std::map<int64_t, size_t> item_of_index;
   auto stored = number_documents(o, mine, documents.corpus_documents, item_of_index);
@@ -255,13 +275,6 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
   const int64_t rounds = allreduce_int64(static_cast<int64_t>(batches.size()), MPI_MAX);
   const int64_t total_batches = allreduce_int64(static_cast<int64_t>(batches.size()), MPI_SUM);
 
-  // ---- the model, cut after the deepest layer extracted
-  model::LoadOptions load;
-  load.num_layers = deepest + 1;  // later blocks are neither loaded nor run
-  load.with_head = false;
-  load.device = compute.device;
-  load.dtype = compute.dtype;
-  auto net = model::Qwen2Model::load(o.model, load);
   model::ForwardOptions forward_options;
   forward_options.capture_layers.assign(layers.begin(), layers.end());
   forward_options.stop_after_layer = deepest;

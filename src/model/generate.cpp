@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "nla/core/error.hpp"
 
@@ -67,6 +69,8 @@ std::vector<int64_t> inverse_cdf_cpu(const at::Tensor& probs, const std::vector<
 
 // The same on the probabilities' device (CUDA): a float64 cumsum and a batched binary
 // search there; only the B uniforms go to the device and the B indices come back.
+// Opt-in (on_device; NLA_DEVICE_SAMPLING=1) until a GPU run has compared it with the host path: the
+// device's parallel scan rounds differently, so a draw at a bin's edge may pick its neighbour.
 std::vector<int64_t> inverse_cdf_on_device(const at::Tensor& probs, const std::vector<double>& uniforms) {
   const int64_t b = probs.size(0), v = probs.size(1);
   at::Tensor cdf = probs.to(at::kDouble).cumsum(-1);          // (B, V)
@@ -83,8 +87,13 @@ std::vector<int64_t> inverse_cdf_on_device(const at::Tensor& probs, const std::v
 
 }  // namespace
 
+bool device_sampling_from_environment() {
+  const char* value = std::getenv("NLA_DEVICE_SAMPLING");
+  return value != nullptr && std::string(value) == "1";
+}
+
 std::vector<int64_t> sample_tokens(const at::Tensor& logits, double temperature, double top_p,
-                                   const std::vector<at::Generator*>& generators) {
+                                   const std::vector<at::Generator*>& generators, bool on_device) {
   const int64_t b = logits.size(0);
   NLA_CHECK(static_cast<int64_t>(generators.size()) == b, "sample_tokens: one generator per row");
   if (temperature <= 0) {  // greedy on the device: only B ids travel to the host
@@ -95,7 +104,9 @@ std::vector<int64_t> sample_tokens(const at::Tensor& logits, double temperature,
   // uniform number per row from that row's generator and the inverse CDF. (Per-row
   // at::multinomial on a 152k vocabulary cost ~30 ms a row here.)
   // (x / 1 == x exactly: at temperature 1 the division, a (B, V) pass, is skipped.)
-  at::Tensor scaled = temperature == 1.0 ? logits.to(at::kFloat) : logits.to(at::kFloat) / temperature;
+  // Off the CPU, the logits come to the host first unless on_device.
+  const at::Tensor source = logits.is_cpu() || on_device ? logits : logits.to(at::kCPU);
+  at::Tensor scaled = temperature == 1.0 ? source.to(at::kFloat) : source.to(at::kFloat) / temperature;
   at::Tensor probs = at::softmax(scaled, -1);  // (B, V)
   at::Tensor order;
   if (top_p < 1.0) {
@@ -199,7 +210,8 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
     // Greedy stays on the device (only B ids travel to the host); sampling is batched.
     std::vector<at::Generator*> row_generators;
     for (int64_t row = 0; row < rows; ++row) row_generators.push_back(&generators[static_cast<size_t>(active[static_cast<size_t>(row)])]);
-    const std::vector<int64_t> picked = sample_tokens(logits, options.temperature, options.top_p, row_generators);
+    const std::vector<int64_t> picked = sample_tokens(logits, options.temperature, options.top_p, row_generators,
+                                                      options.device_sampling);
     int64_t finished_rows = 0;
     for (int64_t row = 0; row < rows; ++row) {
       const size_t k = static_cast<size_t>(active[static_cast<size_t>(row)]);

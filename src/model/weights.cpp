@@ -109,6 +109,14 @@ std::vector<io::PlannedTensor> plan(const std::vector<ParameterSlot>& slots, c10
 
 }  // namespace
 
+void check_finite_weights(const at::Tensor& host, const std::string& path, const std::string& name) {
+  if (at::isfinite(host).all().item<bool>()) return;
+  at::Tensor flat = host.reshape({-1});
+  const int64_t first = at::logical_not(at::isfinite(flat)).nonzero()[0][0].item<int64_t>();
+  NLA_INPUT_ERROR(path, ": tensor '", name, "': element ", first, " is ", flat[first].item<double>(),
+                  " (expected finite weights)");
+}
+
 Qwen2Model Qwen2Model::from_weights(const Qwen2Config& config, Qwen2Weights weights) {
   Qwen2Model model;
   model.config_ = config;
@@ -148,6 +156,7 @@ Qwen2Model Qwen2Model::load(const std::string& directory, const LoadOptions& opt
     // its parameters after the files are closed.
     at::Tensor host = at::empty(slot.shape, at::TensorOptions().dtype(source_dtype));
     std::memcpy(host.data_ptr(), entry.file->data(info), info.num_bytes());
+    check_finite_weights(host, entry.file->path(), slot.hf_name);
     *slot.tensor = host.to(options.device, options.dtype);
   }
   return from_weights(config, std::move(weights));

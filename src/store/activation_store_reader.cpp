@@ -1,5 +1,7 @@
 // Read access to a finished activation store, from any rank, without collectives.
 #include <algorithm>
+#include <cmath>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "nla/core/error.hpp"
@@ -7,6 +9,32 @@
 #include "nla/store/activation_store.hpp"
 
 namespace nla::store {
+
+namespace {
+
+// Non-finite activations (a corrupt store, or a model that overflowed) must not be trained or
+// scored on: the first one ends the run, naming the file, layer, row and dimension. One pass
+// over what was read (the cost is in `nla bench sft`).
+void check_finite_rows(const std::string& path, int layer, const std::vector<float>& values, size_t width,
+                       const std::function<int64_t(size_t)>& row_id) {
+  const int64_t bad = first_non_finite(values.data(), values.size());
+  if (bad < 0) return;
+  const size_t i = static_cast<size_t>(bad);
+  NLA_INPUT_ERROR(path, ": layer ", layer, ", row ", row_id(i / width), ", dimension ", i % width, ": value ",
+                  values[i], " (expected finite activations: the store is damaged, or the model that wrote it overflowed)");
+}
+
+}  // namespace
+
+int64_t first_non_finite(const float* values, size_t count) {
+  // A branch-free pass (the compiler vectorises it); the position is looked for only on failure.
+  bool all_finite = true;
+  for (size_t i = 0; i < count; ++i) all_finite &= std::isfinite(values[i]);
+  if (all_finite) return -1;
+  for (size_t i = 0; i < count; ++i)
+    if (!std::isfinite(values[i])) return static_cast<int64_t>(i);
+  return -1;
+}
 
 StoreHeader read_store_header(hid_t file, const std::string& path) {
   auto require = [&](const char* name) {
@@ -52,7 +80,9 @@ ActivationStore::ActivationStore(const std::string& path) : path_(path) {
     NLA_INPUT_ERROR(path_, ": no such file");
   }
   NLA_CHECK_INPUT(H5Fis_hdf5(path_.c_str()) > 0, path_, ": not an HDF5 file");
-  file_ = H5Handle(NLA_CHECK_H5(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)));
+  file_ = H5Handle(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  NLA_CHECK_INPUT(file_.valid(), path_, ": cannot be opened as an HDF5 file (truncated or damaged?): ",
+                  hdf5_error_text());
   header_ = read_store_header(file_, path_);
   NLA_CHECK_INPUT(attribute_exists(file_, "complete") && read_int_attribute(file_, "complete") == 1, path_,
                   ": attribute 'complete': expected 1 (the extraction did not finish)");
@@ -110,6 +140,7 @@ std::vector<float> ActivationStore::read_rows(int layer, int64_t start, int64_t 
   NLA_CHECK_H5(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, offset, nullptr, extent, nullptr));
   H5Handle memory_space(NLA_CHECK_H5(H5Screate_simple(2, extent, nullptr)));
   NLA_CHECK_H5(H5Dread(dataset, H5T_NATIVE_FLOAT, memory_space, file_space, H5P_DEFAULT, rows.data()));
+  check_finite_rows(path_, layer, rows, width, [&](size_t row) { return start + static_cast<int64_t>(row); });
   return rows;
 }
 
@@ -137,6 +168,7 @@ std::vector<float> ActivationStore::read_rows(int layer, const std::vector<int64
   H5Handle memory_space(NLA_CHECK_H5(H5Screate_simple(2, memory_dims, nullptr)));
   std::vector<float> unique_rows(sorted.size() * width);
   NLA_CHECK_H5(H5Dread(dataset, H5T_NATIVE_FLOAT, memory_space, file_space, H5P_DEFAULT, unique_rows.data()));
+  check_finite_rows(path_, layer, unique_rows, width, [&](size_t row) { return sorted[row]; });
   for (size_t k = 0; k < wanted.size(); ++k) {
     size_t at = std::lower_bound(sorted.begin(), sorted.end(), wanted[k]) - sorted.begin();
     std::copy_n(unique_rows.begin() + at * width, width, rows.begin() + k * width);
@@ -159,7 +191,8 @@ std::vector<std::string> ActivationStore::read_descriptions(const std::string& n
 void ActivationStore::write_descriptions(const std::string& path, const std::string& name,
                                          const std::vector<std::string>& descriptions) {
   silence_hdf5_errors();
-  H5Handle file(NLA_CHECK_H5(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)));
+  H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+  NLA_CHECK_INPUT(file.valid(), path, ": cannot be opened for writing as an HDF5 file: ", hdf5_error_text());
   H5Handle samples(NLA_CHECK_H5(H5Dopen2(file, "samples/doc", H5P_DEFAULT)));
   H5Handle space(NLA_CHECK_H5(H5Dget_space(samples)));
   auto n = NLA_CHECK_H5(H5Sget_simple_extent_npoints(space));

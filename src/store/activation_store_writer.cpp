@@ -1,9 +1,13 @@
 // Collective writer of the activation store: layout by rank 0, rows by every rank over
 // MPI-IO, per-document completion flags for resume, rename on finish.
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <iomanip>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
@@ -190,7 +194,22 @@ ActivationStoreWriter::ActivationStoreWriter(std::string path, StoreHeader heade
     if (!done[document.index]) pending_.push_back(std::move(document));
 }
 
-ActivationStoreWriter::~ActivationStoreWriter() = default;
+ActivationStoreWriter::~ActivationStoreWriter() {
+  if (!file_.valid()) return;  // finished, or never opened
+  if (!failure_agreed_) {
+    // Unwinding from an error on this rank alone: closing is collective and would wait for
+    // ranks that are not coming, so the handles are left to the job's abort.
+    for (auto& dataset : layer_datasets_) dataset.release();
+    done_dataset_.release();
+    file_.release();
+    return;
+  }
+  // A write failure every rank agreed on: all close together. A close that fails again (the
+  // file cannot reach its size) is not retried by HDF5 at MPI_Finalize, where it used to crash.
+  layer_datasets_.clear();
+  done_dataset_.close();
+  if (H5Fclose(file_.release()) < 0) hdf5_error_text();  // clears the stack; the agreed error is in flight
+}
 
 void ActivationStoreWriter::create_layout(const std::vector<StoreDocument>& my_documents) {
   auto gathered = gather_bytes(to_bytes(my_documents), comm_);
@@ -203,52 +222,83 @@ void ActivationStoreWriter::create_layout(const std::vector<StoreDocument>& my_d
     std::sort(documents.begin(), documents.end(),
               [](const StoreDocument& a, const StoreDocument& b) { return a.index < b.index; });
 
+    // Sparse: the rows take space only as they are written, so the space a run needs is
+    // checked here, before any work, rather than found missing hours into it.
+    require_free_space(static_cast<uint64_t>(n_samples_) * header_.layers.size() * header_.hidden_size * sizeof(float));
     fs::remove(partial_path_);
-    H5Handle file(NLA_CHECK_H5(H5Fcreate(partial_path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT)));
-    write_header(file, header_);
-    write_attribute(file, "n_samples_planned", n_samples_);
+    try {
+      H5Handle file(H5Fcreate(partial_path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
+      NLA_CHECK_INPUT(file.valid(), partial_path_, ": cannot be created: ", hdf5_error_text());
+      write_header(file, header_);
+      write_attribute(file, "n_samples_planned", n_samples_);
 
-    std::vector<std::string> texts, ids, sources;
-    std::vector<int64_t> sample_doc;
-    std::vector<int32_t> sample_position, sample_token;
-    for (const auto& document : documents) {
-      texts.push_back(document.text);
-      ids.push_back(document.id);
-      sources.push_back(document.source);
-      for (size_t k = 0; k < document.positions.size(); ++k) {
-        sample_doc.push_back(document.index);
-        sample_position.push_back(document.positions[k]);
-        sample_token.push_back(document.tokens[k]);
+      std::vector<std::string> texts, ids, sources;
+      std::vector<int64_t> sample_doc;
+      std::vector<int32_t> sample_position, sample_token;
+      for (const auto& document : documents) {
+        texts.push_back(document.text);
+        ids.push_back(document.id);
+        sources.push_back(document.source);
+        for (size_t k = 0; k < document.positions.size(); ++k) {
+          sample_doc.push_back(document.index);
+          sample_position.push_back(document.positions[k]);
+          sample_token.push_back(document.tokens[k]);
+        }
       }
-    }
-    write_string_dataset(file, "docs/text", texts);
-    write_string_dataset(file, "docs/id", ids);
-    write_string_dataset(file, "docs/source", sources);
-    write_vector_dataset(file, "samples/doc", sample_doc);
-    write_vector_dataset(file, "samples/position", sample_position);
-    write_vector_dataset(file, "samples/token", sample_token);
-    write_vector_dataset(file, "progress/doc_done", std::vector<uint8_t>(documents.size(), 0));
+      write_string_dataset(file, "docs/text", texts);
+      write_string_dataset(file, "docs/id", ids);
+      write_string_dataset(file, "docs/source", sources);
+      write_vector_dataset(file, "samples/doc", sample_doc);
+      write_vector_dataset(file, "samples/position", sample_position);
+      write_vector_dataset(file, "samples/token", sample_token);
+      write_vector_dataset(file, "progress/doc_done", std::vector<uint8_t>(documents.size(), 0));
 
-    // Activation datasets: space allocated now (parallel writes need it), never filled
-    // with zeros (rows are written exactly once).
-    hsize_t dims[2] = {static_cast<hsize_t>(n_samples_), static_cast<hsize_t>(header_.hidden_size)};
-    H5Handle space(NLA_CHECK_H5(H5Screate_simple(2, dims, nullptr)));
-    H5Handle properties(NLA_CHECK_H5(H5Pcreate(H5P_DATASET_CREATE)));
-    NLA_CHECK_H5(H5Pset_alloc_time(properties, H5D_ALLOC_TIME_EARLY));
-    NLA_CHECK_H5(H5Pset_fill_time(properties, H5D_FILL_TIME_NEVER));
-    if (n_samples_ > 0) {
-      hsize_t chunk[2] = {rows_per_chunk(header_.hidden_size, n_samples_), dims[1]};
-      NLA_CHECK_H5(H5Pset_chunk(properties, 2, chunk));
+      // Activation datasets: space allocated now (parallel writes need it), never filled
+      // with zeros (rows are written exactly once).
+      hsize_t dims[2] = {static_cast<hsize_t>(n_samples_), static_cast<hsize_t>(header_.hidden_size)};
+      H5Handle space(NLA_CHECK_H5(H5Screate_simple(2, dims, nullptr)));
+      H5Handle properties(NLA_CHECK_H5(H5Pcreate(H5P_DATASET_CREATE)));
+      NLA_CHECK_H5(H5Pset_alloc_time(properties, H5D_ALLOC_TIME_EARLY));
+      NLA_CHECK_H5(H5Pset_fill_time(properties, H5D_FILL_TIME_NEVER));
+      if (n_samples_ > 0) {
+        hsize_t chunk[2] = {rows_per_chunk(header_.hidden_size, n_samples_), dims[1]};
+        NLA_CHECK_H5(H5Pset_chunk(properties, 2, chunk));
+      }
+      H5Handle link_properties(NLA_CHECK_H5(H5Pcreate(H5P_LINK_CREATE)));
+      NLA_CHECK_H5(H5Pset_create_intermediate_group(link_properties, 1));
+      for (int layer : header_.layers) {
+        std::string name = "layers/" + std::to_string(layer) + "/acts";
+        H5Handle dataset(NLA_CHECK_H5(
+            H5Dcreate2(file, name.c_str(), H5T_IEEE_F32LE, space, link_properties, properties, H5P_DEFAULT)));
+      }
+      NLA_CHECK_H5(H5Fflush(file, H5F_SCOPE_GLOBAL));
+      // Closing sets the file to its full size: checked, as it fails when the file cannot grow.
+      errno = 0;
+      if (H5Fclose(file.release()) < 0) NLA_THROW(write_failure_text("the layout"));
+    } catch (const InputError&) {
+      ::unlink(partial_path_.c_str());
+      throw;
+    } catch (const Error& error) {
+      // Nothing is kept of a layout that could not be written, and no work has started: an
+      // output that cannot be written (exit 2), named, with the system's cause.
+      const int cause = errno;
+      ::unlink(partial_path_.c_str());
+      std::string text = error.what();
+      if (auto at = text.find(" failed: "); text.rfind(partial_path_, 0) != 0 && at != std::string::npos)
+        text = partial_path_ + ": cannot be written: " + (cause != 0 ? std::strerror(cause) : text.substr(at + 9));
+      throw InputError(text, __FILE__, __LINE__);
     }
-    H5Handle link_properties(NLA_CHECK_H5(H5Pcreate(H5P_LINK_CREATE)));
-    NLA_CHECK_H5(H5Pset_create_intermediate_group(link_properties, 1));
-    for (int layer : header_.layers) {
-      std::string name = "layers/" + std::to_string(layer) + "/acts";
-      H5Handle dataset(NLA_CHECK_H5(
-          H5Dcreate2(file, name.c_str(), H5T_IEEE_F32LE, space, link_properties, properties, H5P_DEFAULT)));
-    }
-    NLA_CHECK_H5(H5Fflush(file, H5F_SCOPE_GLOBAL));
   });
+}
+
+void ActivationStoreWriter::require_free_space(uint64_t bytes) const {
+  struct statvfs filesystem {};
+  const std::string directory = fs::parent(partial_path_).empty() ? "." : fs::parent(partial_path_);
+  if (statvfs(directory.c_str(), &filesystem) != 0) return;  // unknown: the writes will tell
+  const uint64_t available = static_cast<uint64_t>(filesystem.f_bavail) * filesystem.f_frsize;
+  auto gigabytes = [](uint64_t n) { return str(std::fixed, std::setprecision(2), n / 1e9, " GB"); };
+  NLA_CHECK_INPUT(available >= bytes, partial_path_, ": the activations need ", gigabytes(bytes),
+                  " and the filesystem has ", gigabytes(available), " free (free space, or choose another --out)");
 }
 
 void ActivationStoreWriter::open_parallel() {
@@ -256,7 +306,8 @@ void ActivationStoreWriter::open_parallel() {
   NLA_CHECK_H5(H5Pset_fapl_mpio(access, comm_, MPI_INFO_NULL));
   NLA_CHECK_H5(H5Pset_all_coll_metadata_ops(access, 1));
   NLA_CHECK_H5(H5Pset_coll_metadata_write(access, 1));
-  file_ = H5Handle(NLA_CHECK_H5(H5Fopen(partial_path_.c_str(), H5F_ACC_RDWR, access)));
+  file_ = H5Handle(H5Fopen(partial_path_.c_str(), H5F_ACC_RDWR, access));
+  NLA_CHECK_INPUT(file_.valid(), partial_path_, ": cannot be opened for writing (MPI-IO): ", hdf5_error_text());
   for (int layer : header_.layers) {
     std::string name = "layers/" + std::to_string(layer) + "/acts";
     layer_datasets_.emplace_back(NLA_CHECK_H5(H5Dopen2(file_, name.c_str(), H5P_DEFAULT)));
@@ -271,6 +322,7 @@ void ActivationStoreWriter::write_round(const std::vector<int64_t>& documents,
   H5Handle transfer(NLA_CHECK_H5(H5Pcreate(H5P_DATASET_XFER)));
   NLA_CHECK_H5(H5Pset_dxpl_mpio(transfer, H5FD_MPIO_COLLECTIVE));
   const hsize_t width = static_cast<hsize_t>(header_.hidden_size);
+  std::string write_failure;
 
   // This rank's rows in the file: one hyperslab per document.
   hsize_t n_rows = 0;
@@ -294,8 +346,14 @@ void ActivationStoreWriter::write_round(const std::vector<int64_t>& documents,
     H5Handle memory_space(NLA_CHECK_H5(H5Screate_simple(2, memory_dims, nullptr)));
     if (n_rows == 0) NLA_CHECK_H5(H5Sselect_none(memory_space));
     const float* data = n_rows ? layer_rows[k] : nullptr;
-    NLA_CHECK_H5(H5Dwrite(layer_datasets_[k], H5T_NATIVE_FLOAT, memory_space, file_space, transfer, data));
+    // Every rank makes every collective write, so that one rank's failure cannot leave the
+    // others waiting; the first failure is kept and agreed on below.
+    errno = 0;
+    if (H5Dwrite(layer_datasets_[k], H5T_NATIVE_FLOAT, memory_space, file_space, transfer, data) < 0 &&
+        write_failure.empty())
+      write_failure = write_failure_text("layer " + std::to_string(header_.layers[k]));
   }
+  agree_on_write_failure(write_failure);
 
   // Then the completion flags of these documents; a kill before this line redoes them.
   H5Handle done_space(NLA_CHECK_H5(H5Dget_space(done_dataset_)));
@@ -309,8 +367,30 @@ void ActivationStoreWriter::write_round(const std::vector<int64_t>& documents,
   if (documents.empty()) NLA_CHECK_H5(H5Sselect_none(flag_space));
   std::vector<uint8_t> ones(flag_count, 1);
   // Hyperslab unions are written in file order; the values are all 1, so order is moot.
-  NLA_CHECK_H5(H5Dwrite(done_dataset_, H5T_NATIVE_UINT8, flag_space, done_space, transfer, ones.data()));
-  NLA_CHECK_H5(H5Fflush(file_, H5F_SCOPE_GLOBAL));
+  errno = 0;
+  if (H5Dwrite(done_dataset_, H5T_NATIVE_UINT8, flag_space, done_space, transfer, ones.data()) < 0)
+    write_failure = write_failure_text("the completion flags");
+  errno = 0;
+  if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0 && write_failure.empty()) write_failure = write_failure_text("a flush");
+  agree_on_write_failure(write_failure);
+}
+
+std::string ActivationStoreWriter::write_failure_text(const std::string& what) const {
+  // The cause as the system gave it (errno of the failed write: "No space left on device",
+  // "File too large", "Disk quota exceeded"), else HDF5's innermost message.
+  const int cause = errno;
+  std::string hdf5_text = hdf5_error_text();
+  return partial_path_ + ": writing " + what + " failed: " + (cause != 0 ? std::strerror(cause) : hdf5_text);
+}
+
+void ActivationStoreWriter::agree_on_write_failure(const std::string& failure) {
+  failure_agreed_ = true;  // stays set only when the call below throws, which it does on every rank
+  run_on_every_rank(comm_, [&] {
+    if (failure.empty()) return;
+    NLA_THROW(failure, "; the documents written before are kept: free space (or fix the cause) and run the same "
+                       "command again to resume");
+  });
+  failure_agreed_ = false;
 }
 
 void ActivationStoreWriter::finish() {

@@ -36,6 +36,21 @@ void H5Handle::close() {
   id_ = -1;
 }
 
+namespace {
+herr_t innermost_message(unsigned, const H5E_error2_t* entry, void* out) {
+  auto* message = static_cast<std::string*>(out);
+  if (entry && entry->desc && message->empty()) *message = entry->desc;
+  return 0;
+}
+}  // namespace
+
+std::string hdf5_error_text() {
+  std::string message;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_message, &message);
+  H5Eclear2(H5E_DEFAULT);
+  return message.empty() ? "unknown cause" : message;
+}
+
 void silence_hdf5_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
 bool link_exists(hid_t location, const std::string& path) {

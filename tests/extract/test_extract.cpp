@@ -191,6 +191,43 @@ TEST_F(Extract, KilledRunResumesToTheSameContent) {
   expect_same_stores(reference, out);
 }
 
+// A disk that fills during the run (simulated by a file-size limit, which nla turns from
+// SIGXFSZ into a failed write): exit 1 with one line naming the file and the cause, no crash
+// in finalisation, and a .partial that resumes to the same content once space is back.
+TEST_F(Extract, FullDiskEndsWithOneLineAndResumes) {
+  std::string reference = dir_->file("unlimited.h5"), out = dir_->file("full.h5");
+  ASSERT_EQ(run_nla(extract_args(reference)).exit_status, 0);
+  ASSERT_NE(run_command(kMpi + "2 " + NLA_BINARY + " " + extract_args(out) + " --kill-after-batches 1").exit_status, 0);
+  ASSERT_TRUE(fs::exists(out + ".partial"));
+  // The limit falls in the middle of the last layer's rows: a write reaching past it fails.
+  const uint64_t size = fs::file_size(out + ".partial");
+  const uint64_t last_layer_bytes = [&] {
+    store::ActivationStore store(reference);
+    return static_cast<uint64_t>(store.n_samples() * store.hidden_size()) * sizeof(float);
+  }();
+  const uint64_t limit_kb = (size - last_layer_bytes / 2) / 1024;
+  // The limit is set inside each rank (the launcher's own shared-memory files must not meet
+  // it), and the ranks talk over TCP for the same reason.
+  auto full = run_command(kMpi + "2 --mca btl self,tcp sh -c 'ulimit -f " + std::to_string(limit_kb) + " && exec " +
+                          NLA_BINARY + " " + extract_args(out) + "'");
+  EXPECT_EQ(full.exit_status, 1) << full.err;
+  // Open MPI's own I/O layer may print a line per failed write before nla's one line.
+  const auto line_at = full.err.find("nla extract: error: " + out + ".partial: writing layer ");
+  ASSERT_NE(line_at, std::string::npos) << full.err;
+  const std::string line = full.err.substr(line_at, full.err.find('\n', line_at) - line_at);
+  EXPECT_NE(line.find(" failed: File too large; the documents written before are kept"), std::string::npos) << line;
+  EXPECT_EQ(full.err.find("nla extract:", line_at + 1), std::string::npos) << full.err;
+  EXPECT_EQ(full.err.find("MPI_ABORT"), std::string::npos) << full.err;
+  EXPECT_EQ(full.err.find("ERROR on rank"), std::string::npos) << full.err;
+  EXPECT_FALSE(fs::exists(out));
+  ASSERT_TRUE(fs::exists(out + ".partial"));
+
+  auto resumed = run_command(kMpi + "2 " + NLA_BINARY + " " + extract_args(out));
+  ASSERT_EQ(resumed.exit_status, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("(resuming)"), std::string::npos) << resumed.err;
+  expect_same_stores(reference, out);
+}
+
 TEST_F(Extract, BadInputExitsTwoWithOneLine) {
   auto beyond = run_nla(extract_args(dir_->file("x.h5")) + " --layers 4");
   EXPECT_EQ(beyond.exit_status, 2);

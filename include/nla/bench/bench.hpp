@@ -18,6 +18,7 @@ struct BenchOptions {
   std::string preset = "small";                    // model benchmarks
   std::string model;                               // model dir instead of a preset
   int64_t batch = 8;
+  std::vector<int64_t> batch_sizes;                // generate: each its own rows (empty: {batch})
   int64_t seq_len = 512;
   int64_t new_tokens = 128;
   double temperature = 0;                          // generate: 0 greedy, else sampled (seeded per row)

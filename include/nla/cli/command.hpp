@@ -5,6 +5,7 @@
 //   - any other exception on one rank: "ERROR on rank r: ..." and the job is aborted.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +30,11 @@ struct RunContext {
   std::string resolved_config; // INI text of every option and its value
   std::string version;         // NLA_VERSION_FULL
   std::optional<ComputeRecord> compute;  // set by commands that run a model (with_compute)
+  std::vector<std::string> given_options;  // names set on the command line or in the config file
+
+  bool given(const std::string& option) const {
+    return std::find(given_options.begin(), given_options.end(), option) != given_options.end();
+  }
 
   // {"nla_version": ..., "command_line": ..., "config": ...} as one JSON object: every
   // output records what made it; with `compute` also "device", "device_name" (null on the

@@ -27,6 +27,11 @@ class MpiSession {
 // together instead of waiting for a rank that failed. Collective.
 void run_on_root(MPI_Comm comm, const std::function<void()>& work);
 
+// Runs `work` (local: no collectives inside) on every rank of `comm`; if it fails anywhere,
+// the lowest failing rank's error is re-thrown on every rank, marked as seen by all, so one
+// line is printed for the job (rank 0 speaks) instead of one per rank. Collective.
+void run_on_every_rank(MPI_Comm comm, const std::function<void()>& work);
+
 // Ends every rank of the job now with `exit_code` (MPI_Abort when size > 1, else exit).
 [[noreturn]] void abort_world(int exit_code);
 

@@ -14,6 +14,16 @@
 // reads, for each unit, the parts of the old rank files that overlap this rank's new range
 // (files memory-mapped: only those pages are read): resharding is a change of slicing.
 // Weight decay applies to every parameter (torch's AdamW with one parameter group).
+//
+// The update itself (adamw_update) runs as one of three kernels, all torch's math:
+//   per_tensor  9 ATen ops per tensor (torch 1.13's single-tensor AdamW, op for op)
+//   foreach     the same ops over every tensor at once (at::_foreach_*): on the CPU the
+//               same arithmetic as per_tensor, bit for bit; on CUDA multi-tensor kernels
+//   fused       one kernel over every tensor (at::_fused_adamw_: LibTorch >= 2.0 on CUDA,
+//               >= 2.4 on the CPU): reads p, g, m, v and writes p, m, v once; the same
+//               results within fp32 rounding (its own order of operations)
+// `automatic` is NLA_ADAMW_KERNEL's choice (per_tensor | foreach | fused), foreach when unset:
+// the fused kernel is opt-in until a GPU run has checked it.
 #pragma once
 
 #include <cstdint>
@@ -24,13 +34,32 @@
 
 namespace nla::dist {
 
+enum class AdamWKernel { automatic, per_tensor, foreach, fused };
+
 struct AdamWOptions {
   double lr = 1e-3;
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.01;
+  AdamWKernel kernel = AdamWKernel::automatic;
 };
+
+// The tensors of one update, index by index: each param with its grad and two moments (the
+// same device, dtype and size).
+struct AdamWTensors {
+  std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs;
+};
+
+// Whether this LibTorch has the fused kernel for tensors on `device`.
+bool fused_adamw_available(const at::Device& device);
+// `kernel` with automatic resolved (NLA_ADAMW_KERNEL, else foreach).
+AdamWKernel resolve_adamw_kernel(AdamWKernel kernel, const at::Device& device);
+const char* adamw_kernel_name(AdamWKernel kernel);
+
+// One AdamW update in place (step counts from 1; lr as given, options.lr ignored). Throws
+// when `kernel` is fused and fused_adamw_available() is false.
+void adamw_update(AdamWTensors& tensors, int64_t step, double lr, const AdamWOptions& options);
 
 class ShardedAdamW {
  public:

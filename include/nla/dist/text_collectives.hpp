@@ -1,5 +1,6 @@
-// Collectives of host text (JSON records, descriptions, paths) over an MPI communicator:
-// the stages move per-rank results and rank 0's decisions with these. Device tensors go
+// Collectives of host values over an MPI communicator: text (JSON records, descriptions,
+// paths) and rank 0's small decisions (layer lists, a scale). The stages move per-rank results
+// and rank 0's decisions with these. Device tensors go
 // through dist::Communicator instead. MPI counts are int: each call checks the 2 GiB limit.
 #pragma once
 
@@ -18,5 +19,11 @@ std::vector<std::string> gather_text(MPI_Comm comm, const std::string& mine, int
 
 // Root's text on every rank (the others' `text` is ignored).
 std::string broadcast_text(MPI_Comm comm, std::string text, int root = 0);
+
+// Root's list (any length) on every rank (the others' `values` are ignored).
+std::vector<int> broadcast_ints(MPI_Comm comm, std::vector<int> values, int root = 0);
+
+// Root's value on every rank.
+double broadcast_double(MPI_Comm comm, double value, int root = 0);
 
 }  // namespace nla::dist

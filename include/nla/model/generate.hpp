@@ -15,6 +15,9 @@
 
 namespace nla::model {
 
+// NLA_DEVICE_SAMPLING=1: sample on the logits' device (see docs/building.md, Runtime settings).
+bool device_sampling_from_environment();
+
 struct GenerationOptions {
   int64_t max_new_tokens = 32;
   double temperature = 0.0;  // 0: greedy
@@ -25,6 +28,7 @@ struct GenerationOptions {
   bool left_padding = true;
   int64_t pad_token_id = 0;  // fed for padding (masked out)
   bool return_logits = false; // keep each step's (B, V) logits (tests)
+  bool device_sampling = device_sampling_from_environment();  // see sample_tokens
 };
 
 // One prompt: token ids, or embeddings (T, C); injections replace the embedding at a
@@ -47,8 +51,9 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
 // Picks the next token of each row of logits (B, V): argmax when temperature is 0, else a
 // sample of softmax(logits / temperature) restricted to the smallest set of tokens whose
 // probability reaches top_p, row i drawn with generators[i] (so a row's sample does not
-// depend on the other rows).
+// depend on the other rows). Logits off the CPU are sampled on their device when
+// `on_device`, else copied to the host first (greedy stays on the device either way).
 std::vector<int64_t> sample_tokens(const at::Tensor& logits, double temperature, double top_p,
-                                   const std::vector<at::Generator*>& generators);
+                                   const std::vector<at::Generator*>& generators, bool on_device = false);
 
 }  // namespace nla::model

@@ -147,6 +147,11 @@ class Qwen2Model {
 
 // Writes a checkpoint directory's weights (model.safetensors, sharded above
 // max_shard_bytes) in `dtype` through the parameter map.
+// A NaN or Inf weight makes every output NaN (generate prints "!!!!", extract writes NaN
+// activations): checkpoint loads refuse it, naming the file, the tensor and the first bad
+// element (InputError).
+void check_finite_weights(const at::Tensor& tensor, const std::string& path, const std::string& name);
+
 void save_weights(Qwen2Model& model, const std::string& directory, c10::ScalarType dtype, uint64_t max_shard_bytes);
 
 // "float32" | "bfloat16" | "float16" -> dtype; InputError naming `where` otherwise.

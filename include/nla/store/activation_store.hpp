@@ -89,6 +89,13 @@ class ActivationStoreWriter {
  private:
   void create_layout(const std::vector<StoreDocument>& my_documents);
   void open_parallel();
+  // InputError naming the file when its filesystem has less than `bytes` free.
+  void require_free_space(uint64_t bytes) const;
+  // "<partial>: writing <what> failed: <cause>", read from errno and HDF5's stack.
+  std::string write_failure_text(const std::string& what) const;
+  // Collective: when any rank's write failed, every rank throws the lowest rank's error
+  // (exit 1, one line); the completion flags of the failed round are then never written.
+  void agree_on_write_failure(const std::string& failure);
 
   std::string path_;
   std::string partial_path_;
@@ -100,12 +107,16 @@ class ActivationStoreWriter {
   int64_t n_samples_ = 0;
   int64_t n_documents_ = 0;
   bool resumed_ = false;
+  bool failure_agreed_ = false;  // a write failed and every rank is unwinding from it
   H5Handle file_;
   std::vector<H5Handle> layer_datasets_;
   H5Handle done_dataset_;
 };
 
 // Read access from any rank (no collectives): random rows, batches, documents.
+// Index of the first non-finite value of values[0, count), or -1: the scan every read does.
+int64_t first_non_finite(const float* values, size_t count);
+
 class ActivationStore {
  public:
   // InputError naming the file when it is not a complete nla activation store.
@@ -126,7 +137,8 @@ class ActivationStore {
   std::string document_source(int64_t document) const;
   std::string document_id(int64_t document) const;
 
-  // Rows [start, start + count) of a layer, row-major (count x hidden_size).
+  // Rows [start, start + count) of a layer, row-major (count x hidden_size). Both reads check
+  // every value finite (InputError naming the file, layer, row and dimension otherwise).
   std::vector<float> read_rows(int layer, int64_t start, int64_t count) const;
   // Any rows, in the order given (duplicates allowed).
   std::vector<float> read_rows(int layer, const std::vector<int64_t>& rows) const;

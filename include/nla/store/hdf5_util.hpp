@@ -39,6 +39,9 @@ class H5Handle {
 
 // Silences HDF5's own error stack printing (errors become exceptions instead).
 void silence_hdf5_errors();
+// The innermost message of HDF5's current error stack ("truncated file: eof = ...", or
+// "unknown cause"), which is then cleared: for errors that name the user's file.
+std::string hdf5_error_text();
 
 bool link_exists(hid_t location, const std::string& path);  // every component checked
 bool attribute_exists(hid_t object, const std::string& name);
