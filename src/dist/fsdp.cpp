@@ -176,7 +176,8 @@ at::Tensor ShardedModel::embed_stage(const model::ForwardInput& input) const {
   return model::Qwen2Model::from_weights(cfg, std::move(weights)).forward(input, options).hidden;  // (B, T, C)
 }
 
-at::Tensor ShardedModel::block_stage(int64_t layer, const at::Tensor& x, const model::ForwardInput& input) const {
+at::Tensor ShardedModel::block_stage(int64_t layer, const at::Tensor& x, const model::ForwardInput& input,
+                                     const model::ForwardOptions& forward_options) const {
   model::Qwen2Config cfg = config();
   cfg.num_hidden_layers = 1;
   model::Qwen2Weights weights;
@@ -190,7 +191,13 @@ at::Tensor ShardedModel::block_stage(int64_t layer, const at::Tensor& x, const m
   model::ForwardOptions options;
   options.stop_after_layer = 0;
   options.compute_logits = false;
-  return model::Qwen2Model::from_weights(cfg, std::move(weights)).forward(in, options).hidden;  // (B, T, C)
+  at::Tensor y = model::Qwen2Model::from_weights(cfg, std::move(weights)).forward(in, options).hidden;  // (B, T, C)
+  if (forward_options.steering.empty()) return y;
+  const at::Tensor position_ids =
+      input.position_ids.defined()
+          ? input.position_ids
+          : model::default_position_ids(input.attention_mask, 0, x.size(0), x.size(1), x.device());
+  return model::apply_steering(y, forward_options.steering, layer, position_ids);
 }
 
 model::ForwardOutput ShardedModel::head_stage(const at::Tensor& x, const model::ForwardInput& /*input*/,
@@ -256,7 +263,7 @@ at::Tensor ShardedModel::forward_backward_per_block(const model::ForwardInput& i
     release(embed_unit());
     for (int64_t l = 0; l < n_run; ++l) {
       gather(block_unit(l), false);
-      boundary[static_cast<size_t>(l + 1)] = block_stage(l, boundary[static_cast<size_t>(l)], input);
+      boundary[static_cast<size_t>(l + 1)] = block_stage(l, boundary[static_cast<size_t>(l)], input, options);
       release(block_unit(l));
     }
   }
@@ -290,7 +297,7 @@ at::Tensor ShardedModel::forward_backward_per_block(const model::ForwardInput& i
   for (int64_t l = n_run - 1; l >= 0 && grad_x.defined(); --l) {
     gather(block_unit(l), true);
     at::Tensor x_in = boundary[static_cast<size_t>(l)].detach().requires_grad_(true);  // (B, T, C)
-    at::Tensor y = block_stage(l, x_in, input);
+    at::Tensor y = block_stage(l, x_in, input, options);
     y.backward(grad_x);
     grad_x = x_in.grad();
     reduce_scatter_grad(block_unit(l));
@@ -342,7 +349,7 @@ model::ForwardOutput ShardedModel::forward(const model::ForwardInput& input, con
   release(embed_unit());
   for (int64_t l = 0; l < n_run; ++l) {
     gather(block_unit(l), false);
-    x = block_stage(l, x, input);
+    x = block_stage(l, x, input, options);
     release(block_unit(l));
     if (std::find(options.capture_layers.begin(), options.capture_layers.end(), l) != options.capture_layers.end())
       out.captured[l] = x;

@@ -181,6 +181,7 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
     input.injection.vectors = at::stack(inject_vectors).to(device);
   }
   ForwardOptions forward_options;
+  forward_options.steering = options.steering;
   forward_options.logits_index = at::tensor(last_index, at::kLong).to(device);
   KVCache cache = model.make_cache(b, capacity);
   at::Tensor logits = model.forward(input, forward_options, &cache).logits;  // (B, V)

@@ -90,6 +90,34 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 
 }  // namespace
 
+at::Tensor apply_steering(const at::Tensor& x, const std::vector<Steering>& steering, int64_t layer,
+                          const at::Tensor& position_ids) {
+  at::Tensor out = x;
+  for (const Steering& steer : steering) {
+    if (steer.layer != layer || steer.scale == 0.0) continue;
+    NLA_CHECK(steer.vector.defined() && steer.vector.numel() == x.size(2), "steering at layer ", layer,
+              ": expected a vector of ", x.size(2), " elements");
+    // scale * v in float32, added in the residual's dtype (out of place: autograd and the
+    // captured tensors stay intact).
+    at::Tensor addition = (steer.vector.to(x.device(), at::kFloat).reshape({x.size(2)}) * steer.scale).to(x.dtype());
+    if (steer.positions.empty()) {
+      out = out + addition;  // (B, T, C) + (C)
+    } else {
+      at::Tensor wanted = at::tensor(steer.positions, at::kLong).to(x.device());
+      at::Tensor hit = at::isin(position_ids, wanted).unsqueeze(-1).to(x.dtype());  // (B, T, 1)
+      out = out + hit * addition;
+    }
+  }
+  return out;
+}
+
+at::Tensor default_position_ids(const at::Tensor& attention_mask, int64_t past, int64_t b, int64_t t,
+                                c10::Device device) {
+  if (attention_mask.defined())
+    return (attention_mask.to(at::kLong).cumsum(-1) - 1).clamp_min(0).narrow(1, past, t);
+  return at::arange(past, past + t, at::TensorOptions().dtype(at::kLong).device(device)).expand({b, t});
+}
+
 at::Tensor Qwen2Model::embed(const at::Tensor& input_ids) const {
   return at::embedding(weights_.embed_tokens, input_ids);  // (B, T, C)
 }
@@ -126,12 +154,7 @@ ForwardOutput Qwen2Model::forward(const ForwardInput& input, const ForwardOption
   if (mask.defined()) NLA_CHECK(mask.dim() == 2 && mask.size(0) == b && mask.size(1) == s, "attention_mask shape");
 
   at::Tensor position_ids = input.position_ids;  // (B, T)
-  if (!position_ids.defined()) {
-    if (mask.defined())
-      position_ids = (mask.to(at::kLong).cumsum(-1) - 1).clamp_min(0).narrow(1, past, t);
-    else
-      position_ids = at::arange(past, s, at::TensorOptions().dtype(at::kLong).device(x.device())).expand({b, t});
-  }
+  if (!position_ids.defined()) position_ids = default_position_ids(mask, past, b, t, x.device());
   auto [cos, sin] = rotary(position_ids, d, cfg.rope_theta, x.scalar_type());  // (B, 1, T, D)
 
   // Additive attention bias (B|1, 1, T, S): 0 where query i may see key j (j <= past + i and
@@ -171,6 +194,7 @@ ForwardOutput Qwen2Model::forward(const ForwardInput& input, const ForwardOption
     h = rms_norm(x, w.post_attention_layernorm, cfg.rms_norm_eps);
     at::Tensor mlp = at::silu(at::linear(h, w.gate_proj_weight)) * at::linear(h, w.up_proj_weight);  // (B, T, I)
     x = x + at::linear(mlp, w.down_proj_weight);
+    if (!options.steering.empty()) x = apply_steering(x, options.steering, l, position_ids);
     if (std::find(options.capture_layers.begin(), options.capture_layers.end(), l) != options.capture_layers.end())
       out.captured[l] = x;
   }

@@ -272,6 +272,45 @@ TEST(ShardedTrunk, PerBlockGradientsMatchGatherAll) {
   EXPECT_LE(worst, 1e-5 * scale) << "largest gradient element " << scale;
 }
 
+// Steering under sharding: the sharded forward (both modes) adds the vector where the plain
+// model does, with and without listed positions, and a per-block training step's loss is
+// the plain model's steered loss.
+TEST(ShardedSteering, ForwardAndLossMatchThePlainModel) {
+  const model::Qwen2Config config = test_config(false);
+  at::Tensor tokens = test_tokens(config);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(5);
+  model::ForwardOptions options;
+  options.capture_layers = {0, 1};
+  options.steering = {{0, at::randn({config.hidden_size}, generator), 1.5, {}},
+                      {1, at::randn({config.hidden_size}, generator), -2.0, {2, 3, 7}}};
+  model::Qwen2Model plain = model::Qwen2Model::random_init(config, kSeed);
+  auto expected = plain.forward(inputs_of(tokens), options);
+  auto unsteered = plain.forward(inputs_of(tokens));
+  ASSERT_GT((expected.logits - unsteered.logits).abs().max().item<double>(), 1e-3);
+  const double expected_loss = next_token_loss(expected.logits, tokens).item<double>();
+  for (bool per_block : {false, true}) {
+    SCOPED_TRACE(per_block ? "per-block" : "gather-all");
+    nla::dist::FsdpOptions fsdp;
+    fsdp.per_block = per_block;
+    ShardedModel sharded(model::Qwen2Model::random_init(config, kSeed), Communicator::world(), fsdp);
+    auto out = sharded.forward(inputs_of(tokens), options);
+    const double scale = expected.logits.abs().max().item<double>();
+    EXPECT_LE((out.logits - expected.logits).abs().max().item<double>(), 1e-5 * scale);
+    for (int64_t l : options.capture_layers)
+      EXPECT_LE((out.captured.at(l) - expected.captured.at(l)).abs().max().item<double>(),
+                1e-5 * expected.captured.at(l).abs().max().item<double>()) << "layer " << l;
+    // A training step on this rank's rows: the mean over ranks is the plain loss.
+    model::ForwardOptions train = options;
+    train.capture_layers.clear();
+    at::Tensor rows = local_rows(tokens, sharded.comm());
+    at::Tensor loss = sharded.forward_backward(inputs_of(rows), train, [&](const model::ForwardOutput& o) {
+      return next_token_loss(o.logits, rows);
+    });
+    const double mean = sharded.comm().all_reduce_scalar(loss.item<double>()) / sharded.comm().size();
+    EXPECT_NEAR(mean, expected_loss, 1e-5 * std::abs(expected_loss));
+  }
+}
+
 // A directory every rank sees: made by rank 0, its path broadcast.
 std::string shared_temp_dir(const Communicator& comm) {
   std::string path(256, '\0');

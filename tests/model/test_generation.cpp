@@ -232,6 +232,103 @@ TEST_F(Generation, InjectionChangesExactlyThePositionsAfterIt) {
   EXPECT_GT((alone.step_logits[0][0] - reference.step_logits[0][0]).abs().max().item<double>(), 1e-3);
 }
 
+// Steering (nla steer-audit's hook): scale 0 is the unsteered model bit for bit, in a
+// forward and in generation.
+TEST_F(Generation, SteeringAtScaleZeroIsTheUnsteeredModel) {
+  ForwardInput input;
+  input.input_ids = ids_tensor(prompts_[1]);
+  ForwardOptions plain;
+  plain.capture_layers = {0, 1, 2};
+  ForwardOptions zero = plain;
+  zero.steering = {{1, at::randn({model_.config().hidden_size}), 0.0, {}}};
+  auto a = model_.forward(input, plain), b = model_.forward(input, zero);
+  EXPECT_TRUE(at::equal(a.logits, b.logits));
+  for (int64_t l : plain.capture_layers) EXPECT_TRUE(at::equal(a.captured.at(l), b.captured.at(l))) << l;
+
+  GenerationOptions generation;
+  generation.max_new_tokens = 6;
+  generation.temperature = 1.0;
+  generation.return_logits = true;
+  std::vector<GenerationPrompt> batch;
+  for (const auto& prompt : prompts_) batch.push_back(GenerationPrompt{prompt, {}, {}});
+  auto reference = nla::model::generate(model_, batch, generation);
+  generation.steering = zero.steering;
+  auto steered = nla::model::generate(model_, batch, generation);
+  EXPECT_EQ(steered.tokens, reference.tokens);
+  for (size_t step = 0; step < reference.step_logits.size(); ++step)
+    EXPECT_TRUE(at::equal(steered.step_logits[step], reference.step_logits[step])) << "step " << step;
+}
+
+// Adding scale * v after block l equals capturing the residual there, adding it by hand and
+// running the remaining blocks and the head (a model made of those blocks).
+TEST_F(Generation, SteeringEqualsAddingToTheResidualByHand) {
+  const int64_t layer = 0, c = model_.config().hidden_size;
+  const double scale = 3.0;
+  at::Tensor vector = at::randn({c});
+  ForwardInput input;
+  input.input_ids = ids_tensor(prompts_[1]);
+  ForwardOptions capture;
+  capture.capture_layers = {layer};
+  at::Tensor residual = model_.forward(input, capture).captured.at(layer);  // (1, T, C)
+
+  nla::model::Qwen2Config rest_config = model_.config();
+  rest_config.num_hidden_layers -= layer + 1;
+  nla::model::Qwen2Weights rest;
+  rest.embed_tokens = model_.weights().embed_tokens;
+  rest.layers.assign(model_.weights().layers.begin() + layer + 1, model_.weights().layers.end());
+  rest.norm = model_.weights().norm;
+  rest.lm_head = model_.weights().lm_head;
+  ForwardInput by_hand;
+  by_hand.inputs_embeds = residual + scale * vector;
+  at::Tensor expected = Qwen2Model::from_weights(rest_config, rest).forward(by_hand).logits;
+
+  ForwardOptions steer;
+  steer.steering = {{layer, vector, scale, {}}};
+  auto stats = nla::test::compare(model_.forward(input, steer).logits, expected);
+  EXPECT_LE(stats.max_rel, 1e-5) << stats.where;  // the same ops: rounding of the addition only
+  EXPECT_GT((model_.forward(input).logits - expected).abs().max().item<double>(), 1e-2);  // it does steer
+}
+
+// In KV-cache generation the steering reaches the prompt and every generated token (or only
+// the listed position ids, counted without padding), as a full steered forward over the
+// final sequence says; a left-padded batch gives each sequence its own result.
+TEST_F(Generation, SteeredKvCacheEqualsSteeredRecomputation) {
+  const int64_t c = model_.config().hidden_size;
+  for (std::vector<int64_t> positions : {std::vector<int64_t>{}, std::vector<int64_t>{1, 6, 10}}) {
+    SCOPED_TRACE(positions.empty() ? "every position" : "positions 1, 6, 10");
+    GenerationOptions options;
+    options.max_new_tokens = 8;
+    options.return_logits = true;
+    options.steering = {{1, at::randn({c}), 2.0, positions}};
+    std::vector<GenerationPrompt> batch;
+    for (const auto& prompt : prompts_) batch.push_back(GenerationPrompt{prompt, {}, {}});
+    auto result = nla::model::generate(model_, batch, options);
+    auto unsteered_options = options;
+    unsteered_options.steering.clear();
+    auto unsteered = nla::model::generate(model_, batch, unsteered_options);
+    double moved = 0;
+    for (size_t i = 0; i < prompts_.size(); ++i) {
+      const auto& prompt = prompts_[i];
+      const auto& tokens = result.tokens[i];
+      std::vector<int64_t> all = prompt;
+      all.insert(all.end(), tokens.begin(), tokens.end() - 1);
+      ForwardInput input;
+      input.input_ids = ids_tensor(all);
+      ForwardOptions steer;
+      steer.steering = options.steering;
+      auto full = model_.forward(input, steer).logits[0];  // (T, V)
+      for (size_t step = 0; step < tokens.size(); ++step) {
+        at::Tensor expected = full[static_cast<int64_t>(prompt.size() + step - 1)];
+        auto stats = nla::test::compare(result.step_logits[step][static_cast<int64_t>(i)], expected);
+        EXPECT_LE(stats.max_rel, kCacheTolerance) << "sequence " << i << " step " << step << " at " << stats.where;
+        moved = std::max(moved, (result.step_logits[step][static_cast<int64_t>(i)] -
+                                 unsteered.step_logits[step][static_cast<int64_t>(i)]).abs().max().item<double>());
+      }
+    }
+    EXPECT_GT(moved, 1e-2);
+  }
+}
+
 TEST_F(Generation, TruncatedLoadAndStopAfterLayerGiveTheCapturedResidual) {
   nla::test::TempDir dir;
   nla::test::write_test_checkpoint(model_, dir.path());

@@ -1,6 +1,7 @@
 // The model against an independent float64 numpy forward (tests/tools/qwen2_numpy_ref.py):
 // logits and every block's output, for several shapes and a padded batch.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -33,7 +34,20 @@ struct Case {
   c10::ScalarType checkpoint_dtype;
   std::vector<std::vector<int64_t>> ids;   // (B, T) padded
   std::vector<std::vector<int64_t>> mask;  // (B, T)
+  std::vector<nla::model::Steering> steering;  // the vectors are (C) float32
 };
+
+nlohmann::json steering_json(const std::vector<nla::model::Steering>& steering) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& steer : steering) {
+    at::Tensor v = steer.vector.to(at::kDouble).contiguous();
+    list.push_back({{"layer", steer.layer},
+                    {"scale", steer.scale},
+                    {"positions", steer.positions},
+                    {"vector", std::vector<double>(v.data_ptr<double>(), v.data_ptr<double>() + v.numel())}});
+  }
+  return list;
+}
 
 void check_case(const Case& c) {
   SCOPED_TRACE(c.name);
@@ -42,7 +56,7 @@ void check_case(const Case& c) {
     nla::model::Qwen2Model model = nla::test::spread_random_model(c.config, 1234);
     nla::test::write_test_checkpoint(model, dir.path(), c.checkpoint_dtype);
   }
-  nlohmann::json request = {{"input_ids", c.ids}, {"attention_mask", c.mask}};
+  nlohmann::json request = {{"input_ids", c.ids}, {"attention_mask", c.mask}, {"steering", steering_json(c.steering)}};
   nla::test::write_text(dir.file("input.json"), request.dump());
   auto run = nla::test::run_command(std::string(NLA_SYSTEM_PYTHON) + " " +
                                     nla::test::repo_path("tests/tools/qwen2_numpy_ref.py") + " --model " + dir.path() +
@@ -62,6 +76,7 @@ void check_case(const Case& c) {
   input.input_ids = at::tensor(flat_ids, at::kLong).view({b, t});
   input.attention_mask = at::tensor(flat_mask, at::kLong).view({b, t});
   nla::model::ForwardOptions options;
+  options.steering = c.steering;
   for (int64_t l = 0; l < c.config.num_hidden_layers; ++l) options.capture_layers.push_back(l);
   auto out = model.forward(input, options);
 
@@ -88,25 +103,42 @@ std::vector<std::vector<int64_t>> ones(int64_t b, int64_t t) {
 TEST(NumpyReference, GqaUntiedHead) {
   check_case({"gqa3-untied", nla::test::small_config(3, 6, 2, 8, 72, 97, false), at::kFloat,
               {{5, 17, 3, 96, 0, 42, 42, 7, 11, 60, 2}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}},
-              ones(2, 11)});
+              ones(2, 11), {}});
 }
 
 TEST(NumpyReference, MhaTiedOddIntermediateBf16Checkpoint) {
   check_case({"mha-tied-bf16", nla::test::small_config(2, 5, 5, 8, 53, 101, true), at::kBFloat16,
-              {{100, 0, 50, 25, 12, 6, 3, 1, 99}}, ones(1, 9)});
+              {{100, 0, 50, 25, 12, 6, 3, 1, 99}}, ones(1, 9), {}});
 }
 
 TEST(NumpyReference, MqaTiedWideHeads) {
   auto config = nla::test::small_config(2, 4, 1, 16, 100, 67, true);
   config.rope_theta = 1000000.0;
-  check_case({"mqa-tied", config, at::kFloat, {{3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 38 % 67}}, ones(1, 18)});
+  check_case({"mqa-tied", config, at::kFloat, {{3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 38 % 67}}, ones(1, 18), {}});
 }
 
 TEST(NumpyReference, PaddedBatchLeftAndRight) {
   // Row 0 left-padded, row 1 right-padded, row 2 full: positions follow the mask.
   check_case({"padded-batch", nla::test::small_config(3, 6, 2, 8, 72, 97, false), at::kFloat,
               {{0, 0, 0, 5, 17, 3, 96, 8}, {5, 17, 3, 96, 8, 0, 0, 0}, {9, 8, 7, 6, 5, 4, 3, 2}},
-              {{0, 0, 0, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 1, 1, 1, 1}}});
+              {{0, 0, 0, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 1, 1, 1, 1}}, {}});
+}
+
+// Steering: scale * v added after a block (every position; and only at given position ids of
+// a padded batch, where position ids follow the mask), checked at every later block and the
+// logits against the float64 forward that adds the same vector by hand.
+TEST(NumpyReference, SteeringAfterABlock) {
+  const auto config = nla::test::small_config(3, 6, 2, 8, 72, 97, false);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(77);
+  const int64_t c = config.hidden_size;
+  nla::model::Steering everywhere{1, at::randn({c}, generator), 2.5, {}};
+  check_case({"steer-all", config, at::kFloat, {{5, 17, 3, 96, 0, 42, 42, 7, 11}}, ones(1, 9), {everywhere}});
+  nla::model::Steering some{0, at::randn({c}, generator), -1.5, {1, 4}};
+  nla::model::Steering later{2, at::randn({c}, generator), 0.75, {}};
+  check_case({"steer-positions", config, at::kFloat,
+              {{0, 0, 0, 5, 17, 3, 96, 8}, {5, 17, 3, 96, 8, 0, 0, 0}, {9, 8, 7, 6, 5, 4, 3, 2}},
+              {{0, 0, 0, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 1, 1, 1, 1}},
+              {some, later}});
 }
 
 }  // namespace

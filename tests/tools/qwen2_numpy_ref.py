@@ -8,6 +8,8 @@ no nla code), runs the model in float64 and writes the logits and every block's 
     qwen2_numpy_ref.py --model DIR --input input.json --out ref.safetensors
 input.json: {"input_ids": [[...], ...], "attention_mask": [[...], ...]}   (mask optional)
 Positions follow the mask as in transformers' generate(): cumsum(mask) - 1, pads at 0.
+Optional "steering": [{"layer": l, "vector": [...], "scale": s, "positions": [...]}]: s * vector
+added to the residual after block l at those position ids (all when absent or empty).
 """
 import argparse
 import json
@@ -77,7 +79,7 @@ def rotate_half(x):
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
-def forward(config, w, input_ids, attention_mask):
+def forward(config, w, input_ids, attention_mask, steering=()):
     c = config["hidden_size"]
     n_heads = config["num_attention_heads"]
     n_kv = config["num_key_value_heads"]
@@ -119,6 +121,14 @@ def forward(config, w, input_ids, attention_mask):
         gate = h @ w[p + "mlp.gate_proj.weight"].T
         up = h @ w[p + "mlp.up_proj.weight"].T
         x = x + (gate / (1.0 + np.exp(-gate)) * up) @ w[p + "mlp.down_proj.weight"].T
+        for steer in steering:  # scale * vector after block l, at the listed position ids (or all)
+            if steer["layer"] != l:
+                continue
+            addition = steer["scale"] * np.asarray(steer["vector"], dtype=np.float64)  # (C)
+            hit = np.ones((b, t), dtype=bool)
+            if steer.get("positions"):
+                hit = np.isin(positions, steer["positions"])
+            x = x + hit[..., None] * addition
         hidden.append(x)
     h = rms_norm(x, w["model.norm.weight"], eps)
     head = w["model.embed_tokens.weight"] if config.get("tie_word_embeddings", False) else w["lm_head.weight"]
@@ -137,7 +147,7 @@ def main():
         request = json.load(f)
     input_ids = np.array(request["input_ids"], dtype=np.int64)
     mask = np.array(request.get("attention_mask", np.ones_like(input_ids).tolist()), dtype=np.int64)
-    logits, hidden = forward(config, read_checkpoint(args.model), input_ids, mask)
+    logits, hidden = forward(config, read_checkpoint(args.model), input_ids, mask, request.get("steering", []))
     out = {"logits": logits}
     for l, h in enumerate(hidden):
         out[f"hidden.{l}"] = h

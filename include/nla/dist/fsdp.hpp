@@ -163,7 +163,9 @@ class ShardedModel {
                                         const LossFunction& loss_fn);
   // The per-block stages: the model's forward over views of the weights.
   at::Tensor embed_stage(const model::ForwardInput& input) const;
-  at::Tensor block_stage(int64_t layer, const at::Tensor& x, const model::ForwardInput& input) const;
+  // Block `layer` on x, then the steering additions of that layer (options.steering).
+  at::Tensor block_stage(int64_t layer, const at::Tensor& x, const model::ForwardInput& input,
+                         const model::ForwardOptions& options) const;
   model::ForwardOutput head_stage(const at::Tensor& x, const model::ForwardInput& input,
                                   const model::ForwardOptions& options) const;
   bool runs_head(const model::ForwardOptions& options) const;

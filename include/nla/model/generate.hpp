@@ -29,6 +29,7 @@ struct GenerationOptions {
   int64_t pad_token_id = 0;  // fed for padding (masked out)
   bool return_logits = false; // keep each step's (B, V) logits (tests)
   bool device_sampling = device_sampling_from_environment();  // see sample_tokens
+  std::vector<Steering> steering;  // applied in the prefill and every step (positions are position ids)
 };
 
 // One prompt: token ids, or embeddings (T, C); injections replace the embedding at a

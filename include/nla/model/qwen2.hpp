@@ -13,6 +13,8 @@
 //     they are not even loaded (the AR trunk).
 //   - injection: input embeddings at (batch, position) replaced by given vectors.
 //   - compute_logits = false: hidden states instead of logits.
+//   - steering: scale * vector added to the residual after block l (before that layer is
+//     captured), at every position or at given positions (nla steer-audit).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -83,7 +85,29 @@ struct ForwardInput {
   Injection injection;
 };
 
+// Activation steering: scale * vector added to the residual stream after block `layer`, at
+// every token or only at the listed positions (position ids, so the same positions are
+// steered in one full forward and in KV-cache steps). What is added is the same in every
+// caller (forward, generation, the FSDP per-block forward): apply_steering.
+struct Steering {
+  int64_t layer = 0;
+  at::Tensor vector;               // (C)
+  double scale = 1.0;              // 0 adds nothing (the forward is the unsteered one, bit for bit)
+  std::vector<int64_t> positions;  // position ids to steer; empty: every position
+};
+
+// x (B, T, C), the residual after block `layer`, with every steering of that layer added;
+// position_ids (B, T) say which positions these are. x itself when none applies.
+at::Tensor apply_steering(const at::Tensor& x, const std::vector<Steering>& steering, int64_t layer,
+                          const at::Tensor& position_ids);
+
+// The position ids a forward uses when none are given: cumsum(mask) - 1 (padding at 0) over
+// the T positions after `past` cached ones, or past..past+T-1 without a mask. (B, T) int64.
+at::Tensor default_position_ids(const at::Tensor& attention_mask, int64_t past, int64_t b, int64_t t,
+                                c10::Device device);
+
 struct ForwardOptions {
+  std::vector<Steering> steering;       // additions after blocks (see Steering)
   std::vector<int64_t> capture_layers;  // residual after these blocks, (B, T, C) each
   int64_t stop_after_layer = -1;        // run blocks 0..L only (no logits then)
   bool compute_logits = true;
