@@ -18,6 +18,8 @@ std::unique_ptr<Command> make_eval_command();
 std::unique_ptr<Command> make_eval_merge_command();
 std::unique_ptr<Command> make_verbalize_command();
 std::unique_ptr<Command> make_grpo_command();
+std::unique_ptr<Command> make_steer_vector_command();
+std::unique_ptr<Command> make_steer_audit_command();
 
 std::vector<std::unique_ptr<Command>> make_commands() {
   std::vector<std::unique_ptr<Command>> commands;
@@ -33,6 +35,8 @@ std::vector<std::unique_ptr<Command>> make_commands() {
   commands.push_back(make_grpo_command());
   commands.push_back(make_eval_command());
   commands.push_back(make_eval_merge_command());
+  commands.push_back(make_steer_vector_command());
+  commands.push_back(make_steer_audit_command());
   commands.push_back(make_bench_command());
   return commands;
 }

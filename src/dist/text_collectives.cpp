@@ -69,6 +69,29 @@ std::vector<std::string> gather_text(MPI_Comm comm, const std::string& mine, int
   return split(all, counts, offsets);
 }
 
+std::vector<std::vector<double>> gather_doubles(MPI_Comm comm, const std::vector<double>& mine, int root) {
+  int size = 1, rank = 0;
+  NLA_CHECK_MPI(MPI_Comm_size(comm, &size));
+  NLA_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  int count = checked_count(mine.size(), "gather_doubles: one rank's numbers");
+  std::vector<int> counts(static_cast<size_t>(size));
+  NLA_CHECK_MPI(MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, root, comm));
+  std::vector<int> offsets(static_cast<size_t>(size));
+  std::vector<double> all;
+  if (rank == root) {
+    offsets = offsets_of(counts, "gather_doubles: the gathered numbers");
+    all.resize(static_cast<size_t>(offsets.back()) + static_cast<size_t>(counts.back()));
+  }
+  NLA_CHECK_MPI(MPI_Gatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE,
+                            root, comm));
+  if (rank != root) return {};
+  std::vector<std::vector<double>> parts;
+  for (int r = 0; r < size; ++r)
+    parts.emplace_back(all.begin() + offsets[static_cast<size_t>(r)],
+                       all.begin() + offsets[static_cast<size_t>(r)] + counts[static_cast<size_t>(r)]);
+  return parts;
+}
+
 std::string broadcast_text(MPI_Comm comm, std::string text, int root) {
   int64_t length = static_cast<int64_t>(text.size());
   NLA_CHECK_MPI(MPI_Bcast(&length, 1, MPI_INT64_T, root, comm));

@@ -97,6 +97,14 @@ void write_attribute(hid_t object, const std::string& name, int64_t value) {
   NLA_CHECK_H5(H5Awrite(attribute, H5T_NATIVE_INT64, &value));
 }
 
+void write_attribute(hid_t object, const std::string& name, double value) {
+  if (attribute_exists(object, name)) NLA_CHECK_H5(H5Adelete(object, name.c_str()));
+  H5Handle space(NLA_CHECK_H5(H5Screate(H5S_SCALAR)));
+  H5Handle attribute(
+      NLA_CHECK_H5(H5Acreate2(object, name.c_str(), H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT)));
+  NLA_CHECK_H5(H5Awrite(attribute, H5T_NATIVE_DOUBLE, &value));
+}
+
 std::string read_string_attribute(hid_t object, const std::string& name) {
   H5Handle attribute(NLA_CHECK_H5(H5Aopen(object, name.c_str(), H5P_DEFAULT)));
   H5Handle file_type(NLA_CHECK_H5(H5Aget_type(attribute)));

@@ -17,6 +17,10 @@ std::vector<std::string> all_gather_text(MPI_Comm comm, const std::string& mine)
 // Every rank's text, in rank order, on `root`; the other ranks get {}.
 std::vector<std::string> gather_text(MPI_Comm comm, const std::string& mine, int root);
 
+// Every rank's numbers, in rank order, on `root` (per-rank results: activations' reductions,
+// norms); the other ranks get {}.
+std::vector<std::vector<double>> gather_doubles(MPI_Comm comm, const std::vector<double>& mine, int root);
+
 // Root's text on every rank (the others' `text` is ignored).
 std::string broadcast_text(MPI_Comm comm, std::string text, int root = 0);
 

@@ -48,6 +48,7 @@ bool attribute_exists(hid_t object, const std::string& name);
 
 void write_attribute(hid_t object, const std::string& name, const std::string& value);
 void write_attribute(hid_t object, const std::string& name, int64_t value);
+void write_attribute(hid_t object, const std::string& name, double value);
 std::string read_string_attribute(hid_t object, const std::string& name);
 int64_t read_int_attribute(hid_t object, const std::string& name);
 
