@@ -13,6 +13,9 @@ top page RUN/report/report.md: the coverage statement and table, the anchor cove
 checked against the run's coverage.json), each anchor's headline table and metric-vs-layer
 figure, and links to the anchor reports.
 
+With --steer STEER_RUN (an `nla steer-audit` run) the page ends with the steering audit: its
+dose-response figure and per-scale table, and nla_steer_report.py's page in report/steer/.
+
 It runs the statistics (nla_stats.py) and the figures (nla_figures.py), then writes a
 Markdown page: the anchor layer's headline numbers for every condition (cosine, Recall@10,
 nRMSE: means over samples; FVE: the per-layer figure of /layer_metrics, with a line saying
@@ -33,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nla_coverage  # noqa: E402
 import nla_figures  # noqa: E402
 import nla_stats  # noqa: E402
+import nla_steer_report  # noqa: E402
 
 CONDITIONS = ("av", "av_normed", "shuffled", "random", "mean")
 HEADLINE_METRICS = ("cosine", "fve", "recall10", "nrmse")
@@ -135,7 +139,23 @@ def build_several(run_dir):
     return write_report(lines, run_dir, report_dir)
 
 
-def build(run_dir):
+def steer_section(steer_run, report_dir):
+    """--steer: the steering audit's report under report/steer/, and a section of this page with
+    its dose-response figure and per-scale table."""
+    steer_dir = os.path.join(report_dir, "steer")
+    page = nla_steer_report.build(steer_run, out_dir=steer_dir)
+    audit = nla_steer_report.read_audit(os.path.join(steer_run, "audit.h5") if os.path.isdir(steer_run) else steer_run)
+    words = ", ".join(audit["concept_words"]) or "none"
+    lines = ["## Steering audit (nla steer-audit)", "",
+             f"The AV on activations steered at layer {audit['layer']} (concept words: {words}); the full page: "
+             f"[steer/{os.path.basename(page)}](steer/{os.path.basename(page)}).", ""]
+    for name in sorted(os.listdir(os.path.join(steer_dir, "figures"))):
+        if name.endswith(".png"):
+            lines += [f"![{name}](steer/figures/{name})", ""]
+    return lines + [nla_steer_report.headline_table(audit), ""]
+
+
+def build(run_dir, steer=None):
     results = os.path.join(run_dir, "results.h5")
     if not os.path.exists(results) and os.path.exists(os.path.join(run_dir, "coverage.json")) and \
             os.path.isdir(run_dir) and anchor_runs(run_dir):
@@ -184,16 +204,20 @@ def build(run_dir):
                   "![coverage map](../coverage/coverage_map.png)", ""]
     lines += ["## Per-layer tests (cosine)", "", nla_stats.markdown_table(cosine_rows),
               "All metrics: `stats.csv`, `stats.md`.", ""]
+    if steer:
+        lines += steer_section(steer, report_dir)
     return write_report(lines, run_dir, report_dir)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir")
+    parser.add_argument("--steer", help="an nla steer-audit run directory: its report goes to report/steer/ and its "
+                                        "dose-response figure and table into this page")
     args = parser.parse_args(argv)
     try:
-        print(build(args.run_dir))
-    except (FileNotFoundError, nla_stats.ResultsVersionError) as error:
+        print(build(args.run_dir, args.steer))
+    except (FileNotFoundError, nla_stats.ResultsVersionError, nla_steer_report.AuditFormatError) as error:
         print(f"nla_report: {error}", file=sys.stderr)
         return 2
     return 0

@@ -174,7 +174,7 @@ class SteerAudit {
       words_ = parse_words(o_.concept_words);
       scales_ = parse_scales(o_.scales);
       tokenizer_.emplace(tokenizer::Tokenizer::from_file(o_.tokenizer.empty() ? o_.model : o_.tokenizer));
-      prompt_texts_ = read_texts(o_.prompts, o_.text_field, "prompts");
+      prompt_texts_ = read_texts(o_.prompts, o_.text_field, "prompts", o_.max_prompts);
       prompts_ = tokenize_texts(*tokenizer_, prompt_texts_, o_.max_prompt_tokens, "prompts");
       model::LoadOptions load;
       load.device = compute_.device;
@@ -313,6 +313,8 @@ class SteerAudit {
     NLA_CHECK_INPUT(o_.av_max_new_tokens > 0, "option 'av-max-new-tokens': expected > 0, got ", o_.av_max_new_tokens);
     NLA_CHECK_INPUT(std::isfinite(o_.temperature) && o_.temperature >= 0, "option 'temperature': expected >= 0, got ",
                     o_.temperature);
+    NLA_CHECK_INPUT(std::isfinite(o_.av_temperature) && o_.av_temperature >= 0,
+                    "option 'av-temperature': expected >= 0, got ", o_.av_temperature);
     NLA_CHECK_INPUT(o_.top_p > 0 && o_.top_p <= 1, "option 'top-p': expected in (0, 1], got ", o_.top_p);
     NLA_CHECK_INPUT(o_.seed >= 0, "option 'seed': expected >= 0, got ", o_.seed);
     NLA_CHECK_INPUT(o_.batch > 0, "option 'batch': expected > 0, got ", o_.batch);
@@ -425,6 +427,7 @@ class SteerAudit {
     }
     autoencoder::VerbalizeOptions options;
     options.max_new_tokens = o_.av_max_new_tokens;
+    options.temperature = o_.av_temperature;
     options.seed = static_cast<uint64_t>(o_.seed);
     options.batch = std::max<int64_t>(o_.batch, 1) * o_.positions_per_prompt;
     const auto verbalizations = verbalizer_->verbalize(at::stack(rows), ids, options);

@@ -74,9 +74,9 @@ SteerVectorSummary run_steer_vector(const SteerVectorOptions& o, const dist::Com
                     config->num_hidden_layers - 1, " (", o.model, " has ", config->num_hidden_layers, " blocks), got ",
                     o.layer);
     tok.emplace(tokenizer::Tokenizer::from_file(o.tokenizer.empty() ? o.model : o.tokenizer));
-    tokens = tokenize_texts(*tok, read_texts(o.positive, o.text_field, "positive"), o.max_tokens, "positive");
+    tokens = tokenize_texts(*tok, read_texts(o.positive, o.text_field, "positive", o.max_texts), o.max_tokens, "positive");
     n_positive = static_cast<int64_t>(tokens.size());
-    auto negatives = tokenize_texts(*tok, read_texts(o.negative, o.text_field, "negative"), o.max_tokens, "negative");
+    auto negatives = tokenize_texts(*tok, read_texts(o.negative, o.text_field, "negative", o.max_texts), o.max_tokens, "negative");
     n_negative = static_cast<int64_t>(negatives.size());
     tokens.insert(tokens.end(), negatives.begin(), negatives.end());
     model::LoadOptions load;

@@ -11,12 +11,14 @@
 
 namespace nla::steer {
 
-std::vector<std::string> read_texts(const std::string& path, const std::string& text_field, const std::string& option) {
+std::vector<std::string> read_texts(const std::string& path, const std::string& text_field, const std::string& option,
+                                    int64_t max_texts) {
   NLA_CHECK_INPUT(!path.empty(), "option '", option, "': expected a JSONL file of {\"", text_field, "\": ...} records");
   data::CorpusOptions corpus;
   corpus.paths = {path};
   corpus.format = data::CorpusFormat::jsonl;
   corpus.text_field = text_field;
+  corpus.max_docs = max_texts;
   data::CorpusReader reader(corpus);  // InputError naming the file and line for bad records
   std::vector<std::string> texts;
   data::Document document;

@@ -6,7 +6,9 @@ column is the per-layer figure of /layer_metrics (not the mean of fve_sample), w
 definitions line under the table naming the run's AR target; the metric-vs-layer FVE panel
 draws /layer_metrics (symlog when a curve goes below -1); the CLC heatmap takes its colour
 range from the data and prints every cell's value (up to 30 layers) in a contrasting colour.
-A missing results.h5, or one of an older version, exits 2 with one line."""
+A missing results.h5, or one of an older version, exits 2 with one line. With --steer RUN (a
+synthetic steer audit) the page gains the steering section, its figure and the steer report
+under report/steer/."""
 import os
 import subprocess
 import sys
@@ -25,6 +27,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 analysis = os.path.join(here, "..", "..", "analysis")
 sys.path.insert(0, here)
 sys.path.insert(0, analysis)
+import make_synthetic_audit  # noqa: E402
 import make_synthetic_results  # noqa: E402
 import nla_figures  # noqa: E402
 import nla_report  # noqa: E402
@@ -82,6 +85,17 @@ class Report(unittest.TestCase):
             self.assertNotIn("fve_sample", block)
             with open(os.path.join(run, "report", "stats.csv")) as handle:
                 self.assertIn("fve_sample", handle.read())
+
+    def test_steer_section(self):
+        with tempfile.TemporaryDirectory() as run, tempfile.TemporaryDirectory() as steer:
+            make_synthetic_results.make(os.path.join(run, "results.h5"))
+            make_synthetic_audit.make(steer)
+            with open(nla_report.build(run, steer)) as handle:
+                text = handle.read()
+            self.assertIn("## Steering audit (nla steer-audit)", text)
+            self.assertIn("![dose_response.png](steer/figures/dose_response.png)", text)
+            self.assertTrue(os.path.exists(os.path.join(run, "report", "steer", "steer_report.md")))
+            self.assertTrue(os.path.getsize(os.path.join(run, "report", "steer", "figures", "dose_response.png")) > 10000)
 
     def test_raw_ar_target_is_named(self):
         with tempfile.TemporaryDirectory() as run:

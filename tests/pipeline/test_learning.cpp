@@ -23,6 +23,9 @@
 #include <sstream>
 #include <string>
 
+#include "nla/io/safetensors.hpp"
+#include "nla/model/qwen2.hpp"
+#include "nla/tokenizer/tokenizer.hpp"
 #include "test_support.hpp"
 #include "token_descriptions.hpp"
 
@@ -150,6 +153,77 @@ TEST_F(Learning, GrpoRaisesTheRewardAboveTheSftAv) {
   // The AR keeps reading the SFT AV's descriptions while it learns the policy's.
   ASSERT_FALSE(end["sft"]["fve_nrm"].is_null());
   EXPECT_GT(end["sft"]["fve_nrm"].get<double>(), start["sft"]["fve_nrm"].get<double>() - 0.1);
+}
+
+
+// Steering audited by the fixture's AV (issue 22's learning check): steering layer 2 toward the
+// token embedding of "." raises the rate at which the AV names '.' with the scale, while a
+// random direction of the same norm never makes it. The AV reads the current token; its
+// greedy answer is ' the' for most activations, and the tokens it names right when they are
+// there are punctuation (on 400 held-out rows: ',' 8 of 8, '.' 5 of 5, ':' 3 of 3). Steering
+// toward " is", " of", " and" or " was" left their rate at 0 at every scale (greedy, and
+// sampled at temperature 1), so the test uses the AV's own vocabulary: ".".
+// Measured (16 prompts x 4 positions, greedy): mention rate by scale 0, 0.5, 0.75, 1, 1.5, 2:
+// vector 0, 0, 0.19, 0.81, 1, 1; random 0 at every scale; the AR's reconstruction's cosine
+// with v 0.10, 0.10, 0.08, 0.54, 0.998, 0.998.
+TEST_F(Learning, SteeringTowardATokenRaisesItsMentions) {
+  {
+    auto model = model::Qwen2Model::load(dir_->file("model"));
+    auto tok = tokenizer::Tokenizer::from_file(dir_->file("model"));
+    const auto ids = tok.encode(".");
+    ASSERT_EQ(ids.size(), 1u);
+    at::Tensor row = model.weights().embed_tokens[ids[0]].to(at::kFloat).contiguous();  // (C)
+    io::write_safetensors(dir_->file("period.safetensors"),
+                          {io::TensorBytes{"vector", io::DType::F32, {row.size(0)}, row.data_ptr(),
+                                           static_cast<size_t>(row.numel()) * sizeof(float)}});
+  }
+  std::ofstream prompts(dir_->file("prompts.jsonl"));
+  for (const char* text : {"Once upon a time there was", "The weather today is", "In the kitchen we found",
+                           "Scientists have discovered that", "My favourite animal is", "The city council voted to",
+                           "After the game, the players", "She opened the letter and", "According to the report,",
+                           "The recipe calls for", "During the winter months,", "He walked into the room and",
+                           "The history of the region", "Students who study", "The new software update",
+                           "On the other side of the river"})
+    prompts << nlohmann::json{{"text", text}}.dump() << "\n";
+  prompts.close();
+  const std::string run = dir_->file("steer");
+  auto result = run_command(mpirun(2) + "steer-audit --model " + dir_->file("model") + " --av " +
+                            dir_->file("train_av/av") + " --ar " + dir_->file("train_ar/ar") + " --vector " +
+                            dir_->file("period.safetensors") + " --layer 2 --prompts " + dir_->file("prompts.jsonl") +
+                            " --scales 0.75,1,1.5 --concept-words . --positions-per-prompt 4 --max-new-tokens 12"
+                            " --av-max-new-tokens 16 --seed 0 --log-level warn --out " + run);
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  std::map<std::string, double> rate, cosine;  // "vector/1.5" -> mention rate, mean cos_v
+  std::ifstream summary(run + "/summary.csv");
+  std::string line;
+  std::getline(summary, line);
+  while (std::getline(summary, line)) {
+    std::stringstream fields(line);
+    std::string direction, scale, metric, mean;
+    std::getline(fields, direction, ',');
+    std::getline(fields, scale, ',');
+    std::getline(fields, metric, ',');
+    std::getline(fields, mean, ',');
+    if (metric == "mention_rate") rate[direction + "/" + scale] = std::stod(mean);
+    if (metric == "cos_v") cosine[direction + "/" + scale] = std::stod(mean);
+  }
+  for (const char* direction : {"vector", "random"}) {
+    std::cout << direction << " mention rate by scale:";
+    for (const char* scale : {"0", "0.75", "1", "1.5"})
+      std::cout << " " << scale << ": " << rate.at(std::string(direction) + "/" + scale) << " (cos_v "
+                << cosine.at(std::string(direction) + "/" + scale) << ")";
+    std::cout << "\n";
+  }
+  // Monotonic over four scales, each step by more than 3 of the 64 samples (measured steps:
+  // 12, 40 and 12 samples); beyond the random direction at the same scales.
+  EXPECT_GT(rate.at("vector/0.75"), rate.at("vector/0") + 0.05);
+  EXPECT_GT(rate.at("vector/1"), rate.at("vector/0.75") + 0.05);
+  EXPECT_GT(rate.at("vector/1.5"), rate.at("vector/1") + 0.05);
+  for (const char* scale : {"0.75", "1", "1.5"})
+    EXPECT_GT(rate.at(std::string("vector/") + scale), rate.at(std::string("random/") + scale)) << scale;
+  EXPECT_GT(rate.at("vector/1.5"), rate.at("random/1.5") + 0.5);
+  // The AR reads the steered descriptions as the steering direction (measured 0.998 against 0.10).
+  EXPECT_GT(cosine.at("vector/1.5"), cosine.at("vector/0") + 0.3);
 }
 
 }  // namespace

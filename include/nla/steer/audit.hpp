@@ -38,11 +38,13 @@ struct SteerAuditOptions {
   std::string scales = "0,1,2,4,8";
   std::string concept_words;    // comma-separated; "" = no mention rate
   int64_t positions_per_prompt = 4;  // K activations sampled from each continuation
+  int64_t max_prompts = -1;     // the first N prompts of the file (-1: all)
   int64_t max_prompt_tokens = 256;
   int64_t max_new_tokens = 32;  // continuation length
   double temperature = 0;       // of the continuations (0: greedy)
   double top_p = 1.0;
   int64_t av_max_new_tokens = 150;  // cap on the AV's answers (an unclosed answer fails)
+  double av_temperature = 0;        // of the AV's answers (0: greedy); sampled answers show rates, not modes
   int64_t seed = 0;
   int64_t batch = 8;            // prompts per chunk (generation batch)
   bool overwrite = false;       // replace an existing RUN/audit.h5

@@ -31,6 +31,7 @@ struct SteerVectorOptions {
   std::string token = "last";   // last: each text's last token; mean: the mean over its tokens from min-position
   int64_t min_position = 1;     // first token of a mean (and of the median norm); a text shorter keeps its last
   int64_t max_tokens = 512;     // texts are truncated to their first N tokens
+  int64_t max_texts = -1;       // the first N texts of each file (-1: all)
   int64_t batch = 8;            // texts per forward
   std::string out;              // vector.safetensors
   bool overwrite = false;       // replace an existing `out`

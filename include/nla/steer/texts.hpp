@@ -21,9 +21,11 @@ namespace nla::steer {
 // times the typical norm): medians and token means start at this position.
 inline constexpr int64_t kFirstTypicalPosition = 1;
 
-// The `text_field` of every record of a JSONL file (or the corpus reader's other formats),
-// in order. InputError naming `option` and the file when it cannot be read or holds no text.
-std::vector<std::string> read_texts(const std::string& path, const std::string& text_field, const std::string& option);
+// The `text_field` of the records of a JSONL file (plain, gzip or zstd), in order, the first
+// max_texts of them (< 0: all). InputError naming `option` and the file when it cannot be
+// read or holds no text.
+std::vector<std::string> read_texts(const std::string& path, const std::string& text_field, const std::string& option,
+                                    int64_t max_texts = -1);
 
 // Token ids of each text, truncated to its first max_tokens. InputError naming `option` for
 // a text with no tokens.

@@ -28,6 +28,7 @@ class SteerVectorCommand : public Command {
     options.add("steer-vector", "min-position", &o_.min_position,
                 "first token of a mean and of the median norm (the first token's residual is an outlier)");
     options.add("steer-vector", "max-tokens", &o_.max_tokens, "texts are truncated to their first N tokens");
+    options.add("steer-vector", "max-texts", &o_.max_texts, "the first N texts of each file (-1: all)");
     options.add("steer-vector", "batch", &o_.batch, "texts per forward (fixed chunks: the same vector on any rank count)");
     options.add("steer-vector", "out", &o_.out, "the vector (safetensors: 'vector' [d] + metadata)");
     options.add("steer-vector", "overwrite", &o_.overwrite, "replace an existing out");
@@ -69,12 +70,16 @@ class SteerAuditCommand : public Command {
                 "comma-separated words whose mention in a description counts (\"\": no mention rate)");
     options.add("steer-audit", "positions-per-prompt", &o_.positions_per_prompt,
                 "activations sampled from each continuation (K)");
+    options.add("steer-audit", "max-prompts", &o_.max_prompts, "the first N prompts of the file (-1: all)");
     options.add("steer-audit", "max-prompt-tokens", &o_.max_prompt_tokens, "prompts are truncated to their first N tokens");
     options.add("steer-audit", "max-new-tokens", &o_.max_new_tokens, "continuation length");
     options.add("steer-audit", "temperature", &o_.temperature, "continuation sampling temperature (0: greedy)");
     options.add("steer-audit", "top-p", &o_.top_p, "continuation nucleus sampling (with temperature > 0)");
     options.add("steer-audit", "av-max-new-tokens", &o_.av_max_new_tokens,
                 "AV answer length cap (an unclosed answer is failed)");
+    options.add("steer-audit", "av-temperature", &o_.av_temperature,
+                "AV sampling temperature (0: greedy; sampled answers, seeded per prompt and position, show how often "
+                "the AV names something, not only its most likely answer)");
     options.add("steer-audit", "seed", &o_.seed, "seed of the random direction, positions and sampling");
     options.add("steer-audit", "batch", &o_.batch, "prompts per chunk (the unit of work per rank)");
     options.add("steer-audit", "out", &o_.out, "run directory: audit.h5, summary.csv, config.ini, provenance.json");
