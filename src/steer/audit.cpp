@@ -332,7 +332,7 @@ class SteerAudit {
 
   std::vector<model::Steering> steering_for(const std::string& direction, double scale) const {
     if (scale == 0) return {};
-    return {model::Steering{layer_, unit_of(direction).to(at::kFloat), scale * median_norm_, {}}};
+    return {model::Steering{layer_, unit_of(direction).to(net_->device(), at::kFloat), scale * median_norm_, {}}};
   }
 
   // generate: each prompt continued with the steering on; seeds from (seed, prompt), the same

@@ -77,9 +77,11 @@ class GpuForward : public testing::Test {
     input.input_ids = input_ids_.to(device);
     input.attention_mask = mask_.to(device);
     model::ForwardOptions options;
+    options.steering = steering_;
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l) options.capture_layers.push_back(l);
     auto full = model.forward(input, options);
     model::ForwardOptions scoring;
+    scoring.steering = steering_;
     scoring.logits_index = logprob_index_.to(device);
     scoring.target_ids = targets_.to(device);
     auto scored = model.forward(input, scoring);
@@ -114,6 +116,7 @@ class GpuForward : public testing::Test {
   TempDir dir_;
   model::Qwen2Config config_;
   at::Tensor input_ids_, mask_, logprob_index_, targets_;
+  std::vector<model::Steering> steering_;  // nla steer-audit's hook (vectors on the CPU)
 };
 
 TEST_F(GpuForward, Fp32MatchesTheCpu) {
@@ -128,6 +131,19 @@ TEST_F(GpuForward, Bf16MatchesTheCpuInFp32) {
   Outputs reference = run("bf16", at::kFloat, c10::Device(at::kCPU));  // bf16 weights, fp32 compute
   Outputs on_gpu = run("bf16", at::kBFloat16, gpu);
   expect_close(on_gpu, reference, kBf16Tolerance, "bf16");
+}
+
+// The steering hook on the device: additions after two blocks, one at listed position ids of
+// the padded batch, in fp32 and bf16, against the CPU's fp32.
+TEST_F(GpuForward, SteeredForwardMatchesTheCpu) {
+  const c10::Device gpu(gpu_device());
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(7);
+  steering_ = {{0, at::randn({config_.hidden_size}, generator), 1.5, {3, 9, 20}},
+               {2, at::randn({config_.hidden_size}, generator), -0.75, {}}};
+  Outputs reference = run("fp32", at::kFloat, c10::Device(at::kCPU));
+  expect_close(run("fp32", at::kFloat, gpu), reference, kFp32Tolerance, "fp32");
+  Outputs bf16_reference = run("bf16", at::kFloat, c10::Device(at::kCPU));
+  expect_close(run("bf16", at::kBFloat16, gpu), bf16_reference, kBf16Tolerance, "bf16");
 }
 
 }  // namespace
