@@ -251,6 +251,7 @@ ExtractSummary run_extraction(const ExtractOptions& o, const std::string& create
   header.precision = compute.precision_label();
   header.seed = o.seed;
   header.positions_per_doc = o.positions_per_doc;
+  header.checksums = o.checksums;
   header.hidden_size = config.hidden_size;
   header.layers = layers;
   header.skipped = documents.skipped.by_reason();

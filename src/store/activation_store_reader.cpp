@@ -59,6 +59,7 @@ StoreHeader read_store_header(hid_t file, const std::string& path) {
   for (auto [name, field] : {std::pair{"device", &header.device}, std::pair{"device_name", &header.device_name},
                              std::pair{"precision", &header.precision}})
     if (attribute_exists(file, name)) *field = read_string_attribute(file, name);
+  header.checksums = attribute_exists(file, "checksums") && read_int_attribute(file, "checksums") != 0;
   header.seed = read_int_attribute(file, "seed");
   header.positions_per_doc = read_int_attribute(file, "positions_per_doc");
   header.hidden_size = read_int_attribute(file, "hidden_size");
@@ -128,6 +129,12 @@ std::string ActivationStore::document_text(int64_t document) const { return read
 std::string ActivationStore::document_source(int64_t document) const { return read_string_element(source_dataset_, document); }
 std::string ActivationStore::document_id(int64_t document) const { return read_string_element(id_dataset_, document); }
 
+void ActivationStore::unreadable_rows(int layer, int64_t begin, int64_t end) const {
+  // A corrupt or truncated file, or a checksum (Fletcher32) that no longer matches its chunk.
+  NLA_INPUT_ERROR(path_, ": layer ", layer, ", rows ", begin, "-", end - 1, ": cannot be read (", hdf5_error_text(),
+                  "); the store is damaged: extract it again");
+}
+
 std::vector<float> ActivationStore::read_rows(int layer, int64_t start, int64_t count) const {
   hid_t dataset = layer_dataset(layer);
   NLA_CHECK(start >= 0 && count >= 0 && start + count <= n_samples(), "rows [", start, ", ", start + count,
@@ -139,7 +146,8 @@ std::vector<float> ActivationStore::read_rows(int layer, int64_t start, int64_t 
   hsize_t offset[2] = {static_cast<hsize_t>(start), 0}, extent[2] = {static_cast<hsize_t>(count), width};
   NLA_CHECK_H5(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, offset, nullptr, extent, nullptr));
   H5Handle memory_space(NLA_CHECK_H5(H5Screate_simple(2, extent, nullptr)));
-  NLA_CHECK_H5(H5Dread(dataset, H5T_NATIVE_FLOAT, memory_space, file_space, H5P_DEFAULT, rows.data()));
+  if (H5Dread(dataset, H5T_NATIVE_FLOAT, memory_space, file_space, H5P_DEFAULT, rows.data()) < 0)
+    unreadable_rows(layer, start, start + count);
   check_finite_rows(path_, layer, rows, width, [&](size_t row) { return start + static_cast<int64_t>(row); });
   return rows;
 }
@@ -167,7 +175,8 @@ std::vector<float> ActivationStore::read_rows(int layer, const std::vector<int64
   hsize_t memory_dims[2] = {sorted.size(), width};
   H5Handle memory_space(NLA_CHECK_H5(H5Screate_simple(2, memory_dims, nullptr)));
   std::vector<float> unique_rows(sorted.size() * width);
-  NLA_CHECK_H5(H5Dread(dataset, H5T_NATIVE_FLOAT, memory_space, file_space, H5P_DEFAULT, unique_rows.data()));
+  if (H5Dread(dataset, H5T_NATIVE_FLOAT, memory_space, file_space, H5P_DEFAULT, unique_rows.data()) < 0)
+    unreadable_rows(layer, sorted.front(), sorted.back() + 1);
   check_finite_rows(path_, layer, unique_rows, width, [&](size_t row) { return sorted[row]; });
   for (size_t k = 0; k < wanted.size(); ++k) {
     size_t at = std::lower_bound(sorted.begin(), sorted.end(), wanted[k]) - sorted.begin();

@@ -44,6 +44,7 @@ void write_header(hid_t file, const StoreHeader& header) {
   write_attribute(file, "hidden_size", header.hidden_size);
   write_attribute(file, "layers", layers_json(header.layers));
   write_attribute(file, "skipped", skipped_json(header.skipped));
+  write_attribute(file, "checksums", int64_t{header.checksums ? 1 : 0});
   write_attribute(file, "complete", int64_t{0});
 }
 
@@ -258,11 +259,16 @@ void ActivationStoreWriter::create_layout(const std::vector<StoreDocument>& my_d
       hsize_t dims[2] = {static_cast<hsize_t>(n_samples_), static_cast<hsize_t>(header_.hidden_size)};
       H5Handle space(NLA_CHECK_H5(H5Screate_simple(2, dims, nullptr)));
       H5Handle properties(NLA_CHECK_H5(H5Pcreate(H5P_DATASET_CREATE)));
+      // With checksums, a chunk is read, checked and rewritten whenever a round writes part of
+      // it, so every chunk must hold valid data (zeros, checksummed) from the start: filled
+      // at creation. Measured with `nla bench extract --preset small` (2 ranks, 268 MB): whole
+      // extraction 875 tokens/s without, 933 with (medians of 3; the noise is larger).
       NLA_CHECK_H5(H5Pset_alloc_time(properties, H5D_ALLOC_TIME_EARLY));
-      NLA_CHECK_H5(H5Pset_fill_time(properties, H5D_FILL_TIME_NEVER));
+      NLA_CHECK_H5(H5Pset_fill_time(properties, header_.checksums ? H5D_FILL_TIME_ALLOC : H5D_FILL_TIME_NEVER));
       if (n_samples_ > 0) {
         hsize_t chunk[2] = {rows_per_chunk(header_.hidden_size, n_samples_), dims[1]};
         NLA_CHECK_H5(H5Pset_chunk(properties, 2, chunk));
+        if (header_.checksums) NLA_CHECK_H5(H5Pset_fletcher32(properties));
       }
       H5Handle link_properties(NLA_CHECK_H5(H5Pcreate(H5P_LINK_CREATE)));
       NLA_CHECK_H5(H5Pset_create_intermediate_group(link_properties, 1));

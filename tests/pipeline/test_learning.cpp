@@ -36,7 +36,7 @@ std::string mpirun(int ranks) {
   return std::string(NLA_MPIEXEC) + " -n " + std::to_string(ranks) + " " + NLA_BINARY + " ";
 }
 
-// summary.csv -> mean of (layer, condition, metric).
+// summary.csv -> mean of (layer, condition, metric); steer-audit's: of (direction, scale, metric).
 std::map<std::string, double> summary_means(const std::string& path) {
   std::ifstream in(path);
   std::map<std::string, double> means;
@@ -193,19 +193,13 @@ TEST_F(Learning, SteeringTowardATokenRaisesItsMentions) {
                             " --scales 0.75,1,1.5 --concept-words . --positions-per-prompt 4 --max-new-tokens 12"
                             " --av-max-new-tokens 16 --seed 0 --log-level warn --out " + run);
   ASSERT_EQ(result.exit_status, 0) << result.err;
+  // summary.csv: direction,scale,metric,mean,... (the same first columns as eval's).
+  const auto means = summary_means(run + "/summary.csv");
   std::map<std::string, double> rate, cosine;  // "vector/1.5" -> mention rate, mean cos_v
-  std::ifstream summary(run + "/summary.csv");
-  std::string line;
-  std::getline(summary, line);
-  while (std::getline(summary, line)) {
-    std::stringstream fields(line);
-    std::string direction, scale, metric, mean;
-    std::getline(fields, direction, ',');
-    std::getline(fields, scale, ',');
-    std::getline(fields, metric, ',');
-    std::getline(fields, mean, ',');
-    if (metric == "mention_rate") rate[direction + "/" + scale] = std::stod(mean);
-    if (metric == "cos_v") cosine[direction + "/" + scale] = std::stod(mean);
+  for (const auto& [key, mean] : means) {
+    const auto cut = key.rfind('/');
+    if (key.substr(cut + 1) == "mention_rate") rate[key.substr(0, cut)] = mean;
+    if (key.substr(cut + 1) == "cos_v") cosine[key.substr(0, cut)] = mean;
   }
   for (const char* direction : {"vector", "random"}) {
     std::cout << direction << " mention rate by scale:";

@@ -36,6 +36,7 @@ struct ExtractOptions {
   std::string precision = "auto";    // the model's dtype (auto: bf16 on a GPU); stored activations are fp32
   std::string out = "acts.h5";
   bool overwrite = false;            // replace an existing complete store
+  bool checksums = true;             // Fletcher32 per chunk of activations (a flipped bit fails the read)
   int64_t kill_after_batches = -1;   // testing: SIGKILL rank 0 after this many batches
 };
 

@@ -48,6 +48,9 @@ struct StoreHeader {
   int64_t hidden_size = 0;
   std::vector<int> layers;       // layer l = output of block l
   std::map<std::string, int64_t> skipped;  // documents skipped, per reason
+  // Fletcher32 checksum per chunk of every layer's rows: a flipped bit is an error on read
+  // instead of a silently changed activation. false in stores written before (attribute absent).
+  bool checksums = true;
 };
 
 // One document of the store with its sampled positions (same length vectors).
@@ -152,6 +155,8 @@ class ActivationStore {
 
  private:
   hid_t layer_dataset(int layer) const;
+  // InputError: rows [begin, end) of a layer could not be read (damaged file, bad checksum).
+  [[noreturn]] void unreadable_rows(int layer, int64_t begin, int64_t end) const;
 
   std::string path_;
   StoreHeader header_;

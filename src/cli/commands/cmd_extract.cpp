@@ -32,6 +32,8 @@ class ExtractCommand : public Command {
     options.add("extract", "batch-docs", &o_.batch_docs, "documents per forward batch");
     declare_device_options(options, "extract", o_.device, o_.precision);
     options.add("extract", "out", &o_.out, "activation store to write (resumes <out>.partial when present)");
+    options.add("extract", "checksums", &o_.checksums,
+                "Fletcher32 checksums of the stored activations (a flipped bit makes reading the rows an error)");
     options.add("extract", "overwrite", &o_.overwrite, "replace an existing complete store");
     options.add("extract", "kill-after-batches", &o_.kill_after_batches, "testing: SIGKILL rank 0 after this many rounds");
   }
