@@ -12,6 +12,7 @@
 #include <cctype>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <sstream>
 #include <tuple>
@@ -27,7 +28,7 @@
 #include "nla/core/seeding.hpp"
 #include "nla/core/world.hpp"
 #include "nla/dist/text_collectives.hpp"
-#include "nla/eval/metrics.hpp"  // median_of
+#include "nla/eval/metrics.hpp"  // to_activation_scale
 #include "nla/model/generate.hpp"
 #include "nla/steer/audit_file.hpp"
 #include "nla/steer/steering_vector.hpp"
@@ -209,21 +210,12 @@ class SteerAudit {
   // ---- the unsteered prompts' median activation norm at the layer: the unit of the scales
   void measure_median_norm() {
     std::vector<double> norms;
-    for (const auto& chunk : chunks_) {
+    for (const auto& chunk : chunks_)
       for (const auto& residual : layer_residuals(*net_, tokens_of(chunk), layer_)) {
-        const int64_t n = residual.size(0), first = std::min(kFirstTypicalPosition, n - 1);
-        at::Tensor row_norms = residual.narrow(0, first, n - first).to(at::kDouble).norm(2, {1}).contiguous();
+        at::Tensor row_norms = typical_rows(residual, kFirstTypicalPosition).to(at::kDouble).norm(2, {1}).contiguous();
         norms.insert(norms.end(), row_norms.data_ptr<double>(), row_norms.data_ptr<double>() + row_norms.numel());
       }
-    }
-    const auto parts = dist::gather_doubles(MPI_COMM_WORLD, norms, 0);
-    double median = 0;
-    if (is_root()) {
-      std::vector<double> all;
-      for (const auto& part : parts) all.insert(all.end(), part.begin(), part.end());
-      median = eval::median_of(all);
-    }
-    median_norm_ = dist::broadcast_double(MPI_COMM_WORLD, median);
+    median_norm_ = gathered_median(MPI_COMM_WORLD, norms);
     NLA_CHECK(std::isfinite(median_norm_) && median_norm_ > 0, "steer-audit: the median activation norm at layer ",
               layer_, " is ", median_norm_);
   }
@@ -236,8 +228,8 @@ class SteerAudit {
     Progress progress("steer-audit", static_cast<int64_t>(conditions.size() * chunks_.size()), "chunks");
     c10::NoGradGuard no_grad;
     for (const auto& [direction, scale] : conditions) {
+      const auto steering = steering_for(direction, scale);
       for (const auto& chunk : chunks_) {
-        const auto steering = steering_for(direction, scale);
         const auto continuations = generate(chunk, steering, direction, scale);
         auto captured = capture(chunk, continuations, steering, scale);
         describe_and_score(captured, direction, scale);
@@ -434,9 +426,10 @@ class SteerAudit {
     std::vector<std::string> explanations;
     for (const auto& v : verbalizations)
       if (!v.failed) explanations.push_back(v.explanation);
-    at::Tensor reconstructions;  // (n_ok, d) float64
+    at::Tensor reconstructions;  // (n_ok, d) float64, in the activation's scale as nla eval scores them
     if (!explanations.empty())
-      reconstructions = ar_->forward(ar_->make_batch(*ar_tokenizer_, explanations)).to(at::kCPU, at::kDouble);
+      reconstructions = eval::to_activation_scale(ar_->forward(ar_->make_batch(*ar_tokenizer_, explanations)).cpu(),
+                                                  ar_meta_.ar_target, median_norm_);
     int64_t next_ok = 0;
     for (size_t i = 0; i < captured.size(); ++i) {
       const auto& c = captured[i];
@@ -459,8 +452,6 @@ class SteerAudit {
       at::Tensor y;
       if (!v.failed) {
         y = reconstructions[next_ok++];
-        // A direction-predicting AR's output mapped to the layer's median norm, as nla eval does.
-        if (ar_meta_.ar_target == autoencoder::ArTarget::normalized) y = y / y.norm().clamp_min(1e-30) * median_norm_;
         s.cos_v = cosine(y, vector_unit_);
         s.proj_v = y.dot(vector_unit_).item<double>();
         s.cos_dir = cosine(y, unit_of(direction));
@@ -476,22 +467,15 @@ class SteerAudit {
 
   void log_summary(const AuditResults& results) const {
     for (double scale : results.scales) {
-      double cos_sum = 0, kl_sum = 0, mentions = 0;
-      int64_t ok = 0, n = 0;
-      for (const auto& s : results.samples) {
-        if (s.direction != kVectorDirection || s.scale != scale) continue;
-        ++n;
-        kl_sum += s.kl;
-        mentions += s.mentions ? 1 : 0;
-        if (!s.failed) {
-          cos_sum += s.cos_v;
-          ++ok;
-        }
-      }
-      log_info("steer-audit: scale %g: cos(reconstruction, v) %.4f | mentions %.3f | KL %.4f nats | %lld samples "
-               "(%lld failed)",
-               scale, ok ? cos_sum / static_cast<double>(ok) : std::nan(""), n ? mentions / static_cast<double>(n) : 0.0,
-               n ? kl_sum / static_cast<double>(n) : 0.0, static_cast<long long>(n), static_cast<long long>(n - ok));
+      auto values = [&](const char* metric) { return audit_values(results, kVectorDirection, scale, metric); };
+      auto mean = [](const std::vector<double>& v, double none) {
+        return v.empty() ? none : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+      };
+      const size_t n = values("kl").size(), ok = values("cos_v").size();  // kl: every sample; cos_v: NaN when failed
+      log_info("steer-audit: scale %g: cos(reconstruction, v) %.4f | mentions %.3f | KL %.4f nats | %zu samples "
+               "(%zu failed)",
+               scale, mean(values("cos_v"), std::nan("")), mean(values("mention_rate"), 0.0), mean(values("kl"), 0.0),
+               n, n - ok);
     }
   }
 

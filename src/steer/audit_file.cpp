@@ -85,12 +85,9 @@ void write_audit(const AuditResults& r, const std::string& path) {
   });
 }
 
-void write_audit_summary(const AuditResults& r, const std::string& path) {
-  AtomicFile file(path);
-  auto& out = file.stream();
-  out << "direction,scale,metric,mean,median,std,n\n";
-  const bool with_words = !r.concept_words.empty();
-  const std::map<std::string, std::function<double(const AuditSample&)>> metric_of = {
+std::vector<double> audit_values(const AuditResults& results, const std::string& direction, double scale,
+                                 const std::string& metric) {
+  static const std::map<std::string, std::function<double(const AuditSample&)>> metric_of = {
       {"cos_v", [](const AuditSample& x) { return x.cos_v; }},
       {"proj_v", [](const AuditSample& x) { return x.proj_v; }},
       {"cos_dir", [](const AuditSample& x) { return x.cos_dir; }},
@@ -99,15 +96,24 @@ void write_audit_summary(const AuditResults& r, const std::string& path) {
       {"kl", [](const AuditSample& x) { return x.kl; }},
       {"mention_rate", [](const AuditSample& x) { return x.mentions ? 1.0 : 0.0; }},
       {"failure_rate", [](const AuditSample& x) { return x.failed ? 1.0 : 0.0; }}};
+  const auto& value_of = metric_of.at(metric);
+  std::vector<double> kept;
+  for (const auto& sample : results.samples) {
+    if (sample.direction != direction || sample.scale != scale) continue;
+    const double value = value_of(sample);
+    if (!std::isnan(value)) kept.push_back(value);
+  }
+  return kept;
+}
+
+void write_audit_summary(const AuditResults& r, const std::string& path) {
+  AtomicFile file(path);
+  auto& out = file.stream();
+  out << "direction,scale,metric,mean,median,std,n\n";
   for (const char* direction : {kVectorDirection, kRandomDirection})
     for (double scale : r.scales)
-      for (const auto& metric : audit_summary_metrics(with_words)) {
-        std::vector<double> kept;
-        for (const auto& sample : r.samples) {
-          if (sample.direction != direction || sample.scale != scale) continue;
-          const double value = metric_of.at(metric)(sample);
-          if (!std::isnan(value)) kept.push_back(value);
-        }
+      for (const auto& metric : audit_summary_metrics(!r.concept_words.empty())) {
+        const std::vector<double> kept = audit_values(r, direction, scale, metric);
         const double mean =
             kept.empty() ? std::nan("") : std::accumulate(kept.begin(), kept.end(), 0.0) / static_cast<double>(kept.size());
         double variance = 0;

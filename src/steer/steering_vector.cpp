@@ -16,7 +16,6 @@
 #include "nla/core/progress.hpp"
 #include "nla/core/world.hpp"
 #include "nla/dist/text_collectives.hpp"
-#include "nla/eval/metrics.hpp"  // median_of
 #include "nla/io/safetensors.hpp"
 #include "nla/model/qwen2.hpp"
 #include "nla/steer/texts.hpp"
@@ -41,20 +40,17 @@ void validate(const SteerVectorOptions& o) {
   NLA_CHECK_INPUT(!o.out.empty(), "option 'out': expected a .safetensors path");
 }
 
-// Per text, what rank 0 needs: its reduction (C) and the norms of its typical tokens.
-// Sent as one flat list per rank: index, count, C values, count norms, ...
-void append_text(std::vector<double>& flat, int64_t index, const at::Tensor& residual, const std::string& token,
-                 int64_t min_position) {
-  at::Tensor rows = residual.to(at::kDouble);  // (n, C)
-  const int64_t n = rows.size(0), first = std::min(min_position, n - 1);
-  at::Tensor typical = rows.narrow(0, first, n - first);                             // (m, C)
-  at::Tensor reduced = token == "last" ? rows[n - 1] : typical.mean(0);             // (C)
-  at::Tensor norms = typical.norm(2, {1}).contiguous();                             // (m)
-  reduced = reduced.contiguous();
-  flat.push_back(static_cast<double>(index));
-  flat.push_back(static_cast<double>(norms.numel()));
-  flat.insert(flat.end(), reduced.data_ptr<double>(), reduced.data_ptr<double>() + reduced.numel());
-  flat.insert(flat.end(), norms.data_ptr<double>(), norms.data_ptr<double>() + norms.numel());
+// Per text, what rank 0 needs for the difference of the means: its index and its reduction
+// (C), appended to one flat list per rank; and the norms of its typical tokens, for the median.
+void append_text(std::vector<double>& reductions, std::vector<double>& norms, int64_t index,
+                 const at::Tensor& residual, const std::string& token, int64_t min_position) {
+  at::Tensor rows = residual.to(at::kDouble);                                          // (n, C)
+  at::Tensor typical = typical_rows(rows, min_position);                               // (m, C)
+  at::Tensor reduced = (token == "last" ? rows[rows.size(0) - 1] : typical.mean(0)).contiguous();  // (C)
+  at::Tensor typical_norms = typical.norm(2, {1}).contiguous();                        // (m)
+  reductions.push_back(static_cast<double>(index));
+  reductions.insert(reductions.end(), reduced.data_ptr<double>(), reduced.data_ptr<double>() + reduced.numel());
+  norms.insert(norms.end(), typical_norms.data_ptr<double>(), typical_norms.data_ptr<double>() + typical_norms.numel());
 }
 
 }  // namespace
@@ -95,33 +91,28 @@ SteerVectorSummary run_steer_vector(const SteerVectorOptions& o, const dist::Com
 
   // ---- residuals: this rank's chunks
   const auto chunks = rank_chunks(static_cast<int64_t>(tokens.size()), o.batch, world_rank(), world_size());
-  std::vector<double> mine;
+  std::vector<double> reductions, norms;
   Progress progress("steer-vector", static_cast<int64_t>(chunks.size()), "batches");
   for (const auto& chunk : chunks) {
     std::vector<std::vector<int64_t>> batch;
     for (int64_t i : chunk) batch.push_back(tokens[static_cast<size_t>(i)]);
     const auto residuals = layer_residuals(*net, batch, o.layer);
-    for (size_t k = 0; k < chunk.size(); ++k) append_text(mine, chunk[k], residuals[k], o.token, o.min_position);
+    for (size_t k = 0; k < chunk.size(); ++k)
+      append_text(reductions, norms, chunk[k], residuals[k], o.token, o.min_position);
     progress.advance();
   }
   progress.finish();
 
   // ---- rank 0: every text's reduction in text order, the difference of the two means
-  const auto parts = dist::gather_doubles(MPI_COMM_WORLD, mine, 0);
+  const double median_norm = gathered_median(MPI_COMM_WORLD, norms);
+  const auto parts = dist::gather_doubles(MPI_COMM_WORLD, reductions, 0);
   SteerVectorSummary summary;
   run_on_root(MPI_COMM_WORLD, [&] {
     const int64_t c = config->hidden_size;
     std::vector<std::vector<double>> reduced(tokens.size());
-    std::vector<double> norms;
     for (const auto& part : parts)
-      for (size_t at = 0; at < part.size();) {
-        const auto index = static_cast<size_t>(part[at]);
-        const auto count = static_cast<size_t>(part[at + 1]);
-        reduced[index].assign(part.begin() + static_cast<int64_t>(at + 2), part.begin() + static_cast<int64_t>(at + 2 + c));
-        norms.insert(norms.end(), part.begin() + static_cast<int64_t>(at + 2 + c),
-                     part.begin() + static_cast<int64_t>(at + 2 + c + count));
-        at += 2 + static_cast<size_t>(c) + count;
-      }
+      for (auto at = part.begin(); at != part.end(); at += 1 + c)  // index, then C values
+        reduced[static_cast<size_t>(*at)].assign(at + 1, at + 1 + c);
     std::vector<double> positive_sum(static_cast<size_t>(c), 0.0), negative_sum(static_cast<size_t>(c), 0.0);
     for (size_t i = 0; i < reduced.size(); ++i) {
       auto& sum = static_cast<int64_t>(i) < n_positive ? positive_sum : negative_sum;
@@ -135,7 +126,7 @@ SteerVectorSummary run_steer_vector(const SteerVectorOptions& o, const dist::Com
       vector[static_cast<size_t>(j)] = static_cast<float>(difference);
       squared += difference * difference;
     }
-    summary = {n_positive, n_negative, std::sqrt(squared), eval::median_of(norms)};
+    summary = {n_positive, n_negative, std::sqrt(squared), median_norm};
     NLA_CHECK(std::isfinite(summary.norm), "steer-vector: the difference of the means is not finite");
     NLA_CHECK_INPUT(summary.norm > 0, o.positive, " and ", o.negative,
                     ": the two sets give the same mean activation (a zero vector)");

@@ -7,7 +7,10 @@
 #include <algorithm>
 
 #include "nla/core/error.hpp"
+#include "nla/core/world.hpp"
 #include "nla/data/corpus.hpp"
+#include "nla/dist/text_collectives.hpp"
+#include "nla/eval/metrics.hpp"  // median_of
 
 namespace nla::steer {
 
@@ -48,6 +51,24 @@ std::vector<std::vector<int64_t>> rank_chunks(int64_t items, int64_t batch, int 
     for (int64_t i = chunk * batch; i < std::min(items, (chunk + 1) * batch); ++i) chunks.back().push_back(i);
   }
   return chunks;
+}
+
+at::Tensor typical_rows(const at::Tensor& residual, int64_t min_position) {
+  const int64_t n = residual.size(0), first = std::min(min_position, n - 1);
+  return residual.narrow(0, first, n - first);
+}
+
+double gathered_median(MPI_Comm comm, const std::vector<double>& values) {
+  int rank = 0;
+  NLA_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  const auto parts = dist::gather_doubles(comm, values, 0);
+  double median = 0;
+  if (rank == 0) {
+    std::vector<double> all;
+    for (const auto& part : parts) all.insert(all.end(), part.begin(), part.end());
+    median = eval::median_of(std::move(all));
+  }
+  return dist::broadcast_double(comm, median);
 }
 
 model::ForwardInput right_padded(const std::vector<std::vector<int64_t>>& tokens, c10::Device device) {

@@ -64,4 +64,9 @@ void write_audit_summary(const AuditResults& results, const std::string& path);
 // Metric names of summary.csv, in its order.
 std::vector<std::string> audit_summary_metrics(bool with_concept_words);
 
+// One summary.csv metric's values over the samples of (direction, scale), NaN left out
+// (mention_rate and failure_rate: 1 or 0 per sample).
+std::vector<double> audit_values(const AuditResults& results, const std::string& direction, double scale,
+                                 const std::string& metric);
+
 }  // namespace nla::steer

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <mpi.h>
 
 #include <cstdint>
 #include <string>
@@ -40,6 +41,14 @@ std::vector<std::vector<int64_t>> rank_chunks(int64_t items, int64_t batch, int 
 // them, with `steering` applied): (n_i, C) float32 on the CPU per sequence.
 std::vector<at::Tensor> layer_residuals(const model::Qwen2Model& net, const std::vector<std::vector<int64_t>>& tokens,
                                         int64_t layer, const std::vector<model::Steering>& steering = {});
+
+// A sequence's residual rows (n, C) from `min_position` on; a sequence that short keeps its
+// last row. The tokens token means and median norms are taken over.
+at::Tensor typical_rows(const at::Tensor& residual, int64_t min_position);
+
+// The median of every rank's `values` together (the same on any rank count), on every rank.
+// Collective over `comm`.
+double gathered_median(MPI_Comm comm, const std::vector<double>& values);
 
 // The right-padded batch of `tokens` on `device`: ids (B, T) and mask (B, T).
 model::ForwardInput right_padded(const std::vector<std::vector<int64_t>>& tokens, c10::Device device);
