@@ -201,16 +201,6 @@ void write_common(model::Qwen2Model& model, const NlaMeta& meta, const std::stri
   }
 }
 
-at::ScalarType scalar_type(io::DType dtype, const std::string& where) {
-  switch (dtype) {
-    case io::DType::F32: return at::kFloat;
-    case io::DType::BF16: return at::kBFloat16;
-    case io::DType::F16: return at::kHalf;
-    case io::DType::F64: return at::kDouble;
-    default: NLA_INPUT_ERROR(where, ": expected a float tensor, got ", io::dtype_name(dtype));
-  }
-}
-
 }  // namespace
 
 void save_av(model::Qwen2Model& av, const NlaMeta& meta, const std::string& directory,
@@ -256,7 +246,7 @@ Reconstructor load_ar(const std::string& directory, const model::LoadOptions& op
   int64_t d = meta.d_model;
   NLA_CHECK_INPUT(info->shape == (std::vector<int64_t>{d, d}), head_path, ": tensor 'weight': expected shape [", d,
                   ", ", d, "]");
-  auto type = scalar_type(info->dtype, head_path);
+  auto type = model::float_scalar_type(info->dtype, head_path + ": tensor 'weight'");
   auto host_head = at::from_blob(const_cast<uint8_t*>(file.data(*info)), {d, d}, at::TensorOptions().dtype(type))
                        .clone();  // (d, d)
   model::check_finite_weights(host_head, head_path, "weight");

@@ -50,46 +50,41 @@ std::vector<std::string> all_gather_text(MPI_Comm comm, const std::string& mine)
   return split(all, counts, offsets);
 }
 
-std::vector<std::string> gather_text(MPI_Comm comm, const std::string& mine, int root) {
+namespace {
+
+// Every rank's `mine` (a string or a vector of numbers), in rank order, on `root`; the other
+// ranks get {}.
+template <typename Container>
+std::vector<Container> gather_parts(MPI_Comm comm, const Container& mine, int root, MPI_Datatype type,
+                                    const char* what) {
   int size = 1, rank = 0;
   NLA_CHECK_MPI(MPI_Comm_size(comm, &size));
   NLA_CHECK_MPI(MPI_Comm_rank(comm, &rank));
-  int count = checked_count(mine.size(), "gather_text: one rank's text");
+  int count = checked_count(mine.size(), what);
   std::vector<int> counts(static_cast<size_t>(size));
   NLA_CHECK_MPI(MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, root, comm));
   std::vector<int> offsets(static_cast<size_t>(size));
-  std::string all;
+  Container all;
   if (rank == root) {
-    offsets = offsets_of(counts, "gather_text: the gathered text");
+    offsets = offsets_of(counts, what);
     all.resize(static_cast<size_t>(offsets.back()) + static_cast<size_t>(counts.back()));
   }
-  NLA_CHECK_MPI(MPI_Gatherv(mine.data(), count, MPI_CHAR, all.data(), counts.data(), offsets.data(), MPI_CHAR, root,
-                            comm));
+  NLA_CHECK_MPI(MPI_Gatherv(mine.data(), count, type, all.data(), counts.data(), offsets.data(), type, root, comm));
   if (rank != root) return {};
-  return split(all, counts, offsets);
+  std::vector<Container> parts;
+  for (size_t r = 0; r < counts.size(); ++r)
+    parts.emplace_back(all.begin() + offsets[r], all.begin() + offsets[r] + counts[r]);
+  return parts;
+}
+
+}  // namespace
+
+std::vector<std::string> gather_text(MPI_Comm comm, const std::string& mine, int root) {
+  return gather_parts(comm, mine, root, MPI_CHAR, "gather_text: the text");
 }
 
 std::vector<std::vector<double>> gather_doubles(MPI_Comm comm, const std::vector<double>& mine, int root) {
-  int size = 1, rank = 0;
-  NLA_CHECK_MPI(MPI_Comm_size(comm, &size));
-  NLA_CHECK_MPI(MPI_Comm_rank(comm, &rank));
-  int count = checked_count(mine.size(), "gather_doubles: one rank's numbers");
-  std::vector<int> counts(static_cast<size_t>(size));
-  NLA_CHECK_MPI(MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, root, comm));
-  std::vector<int> offsets(static_cast<size_t>(size));
-  std::vector<double> all;
-  if (rank == root) {
-    offsets = offsets_of(counts, "gather_doubles: the gathered numbers");
-    all.resize(static_cast<size_t>(offsets.back()) + static_cast<size_t>(counts.back()));
-  }
-  NLA_CHECK_MPI(MPI_Gatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE,
-                            root, comm));
-  if (rank != root) return {};
-  std::vector<std::vector<double>> parts;
-  for (int r = 0; r < size; ++r)
-    parts.emplace_back(all.begin() + offsets[static_cast<size_t>(r)],
-                       all.begin() + offsets[static_cast<size_t>(r)] + counts[static_cast<size_t>(r)]);
-  return parts;
+  return gather_parts(comm, mine, root, MPI_DOUBLE, "gather_doubles: the numbers");
 }
 
 std::string broadcast_text(MPI_Comm comm, std::string text, int root) {

@@ -117,6 +117,16 @@ void check_finite_weights(const at::Tensor& host, const std::string& path, const
                   " (expected finite weights)");
 }
 
+c10::ScalarType float_scalar_type(io::DType dtype, const std::string& where) {
+  switch (dtype) {
+    case io::DType::F32: return at::kFloat;
+    case io::DType::BF16: return at::kBFloat16;
+    case io::DType::F16: return at::kHalf;
+    case io::DType::F64: return at::kDouble;
+    default: NLA_INPUT_ERROR(where, ": dtype ", io::dtype_name(dtype), " (expected F32, BF16, F16 or F64)");
+  }
+}
+
 Qwen2Model Qwen2Model::from_weights(const Qwen2Config& config, Qwen2Weights weights) {
   Qwen2Model model;
   model.config_ = config;
@@ -142,16 +152,8 @@ Qwen2Model Qwen2Model::load(const std::string& directory, const LoadOptions& opt
     const io::TensorInfo& info = *entry.info;
     NLA_CHECK_INPUT(info.shape == slot.shape, entry.file->path(), ": tensor '", slot.hf_name, "': shape ",
                     shape_text(info.shape), " but config.json implies ", shape_text(slot.shape));
-    c10::ScalarType source_dtype;
-    switch (info.dtype) {
-      case io::DType::F32: source_dtype = at::kFloat; break;
-      case io::DType::BF16: source_dtype = at::kBFloat16; break;
-      case io::DType::F16: source_dtype = at::kHalf; break;
-      case io::DType::F64: source_dtype = at::kDouble; break;
-      default:
-        NLA_INPUT_ERROR(entry.file->path(), ": tensor '", slot.hf_name, "': dtype ", io::dtype_name(info.dtype),
-                        " (expected F32, BF16, F16 or F64)");
-    }
+    const c10::ScalarType source_dtype =
+        float_scalar_type(info.dtype, entry.file->path() + ": tensor '" + slot.hf_name + "'");
     // Copied out of the mapping: the data area need not be aligned, and the model owns
     // its parameters after the files are closed.
     at::Tensor host = at::empty(slot.shape, at::TensorOptions().dtype(source_dtype));

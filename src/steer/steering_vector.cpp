@@ -175,21 +175,11 @@ SteeringVector read_steering_vector(const std::string& path, int64_t hidden_size
                   "' has shape [", info->shape.empty() ? std::string() : std::to_string(info->shape[0]),
                   info->shape.size() > 1 ? ", ..." : "", "], expected [", hidden_size,
                   "] (the model's hidden size; option '", option, "')");
-  at::Tensor vector;
-  if (info->dtype == io::DType::F32 || info->dtype == io::DType::F64) {
-    vector = at::empty({hidden_size}, info->dtype == io::DType::F32 ? at::kFloat : at::kDouble);
-    std::memcpy(vector.data_ptr(), file.data(*info), info->num_bytes());
-  } else if (info->dtype == io::DType::BF16 || info->dtype == io::DType::F16) {
-    vector = at::empty({hidden_size}, info->dtype == io::DType::BF16 ? at::kBFloat16 : at::kHalf);
-    std::memcpy(vector.data_ptr(), file.data(*info), info->num_bytes());
-  } else {
-    NLA_INPUT_ERROR(path, ": tensor '", info->name, "' is ", io::dtype_name(info->dtype),
-                    ", expected a float type (option '", option, "')");
-  }
+  const std::string tensor = path + ": tensor '" + info->name + "'";
+  at::Tensor vector = at::empty({hidden_size}, model::float_scalar_type(info->dtype, tensor));
+  std::memcpy(vector.data_ptr(), file.data(*info), info->num_bytes());
+  model::check_finite_weights(vector, path, info->name);
   vector = vector.to(at::kFloat);
-  at::Tensor bad = vector.isfinite().logical_not().nonzero();
-  NLA_CHECK_INPUT(bad.numel() == 0, path, ": tensor '", info->name, "' element ",
-                  bad.numel() ? bad[0][0].item<int64_t>() : 0, " is not finite (option '", option, "')");
   NLA_CHECK_INPUT(vector.norm().item<double>() > 0, path, ": tensor '", info->name, "' is zero (option '", option,
                   "')");
   return {vector, file.header().metadata};

@@ -223,8 +223,9 @@ void ActivationStoreWriter::create_layout(const std::vector<StoreDocument>& my_d
     std::sort(documents.begin(), documents.end(),
               [](const StoreDocument& a, const StoreDocument& b) { return a.index < b.index; });
 
-    // Sparse: the rows take space only as they are written, so the space a run needs is
-    // checked here, before any work, rather than found missing hours into it.
+    // The rows need this much space (at once with checksums, which fill the chunks at layout;
+    // as they are written without): checked here, before any work, rather than found missing
+    // hours into it.
     require_free_space(static_cast<uint64_t>(n_samples_) * header_.layers.size() * header_.hidden_size * sizeof(float));
     fs::remove(partial_path_);
     try {
@@ -254,8 +255,8 @@ void ActivationStoreWriter::create_layout(const std::vector<StoreDocument>& my_d
       write_vector_dataset(file, "samples/token", sample_token);
       write_vector_dataset(file, "progress/doc_done", std::vector<uint8_t>(documents.size(), 0));
 
-      // Activation datasets: space allocated now (parallel writes need it), never filled
-      // with zeros (rows are written exactly once).
+      // Activation datasets: space allocated now (parallel writes need it). Without checksums
+      // never filled with zeros (rows are written exactly once).
       hsize_t dims[2] = {static_cast<hsize_t>(n_samples_), static_cast<hsize_t>(header_.hidden_size)};
       H5Handle space(NLA_CHECK_H5(H5Screate_simple(2, dims, nullptr)));
       H5Handle properties(NLA_CHECK_H5(H5Pcreate(H5P_DATASET_CREATE)));

@@ -89,20 +89,23 @@ void write_attribute(hid_t object, const std::string& name, const std::string& v
   NLA_CHECK_H5(H5Awrite(attribute, type, &data));
 }
 
-void write_attribute(hid_t object, const std::string& name, int64_t value) {
+namespace {
+// A scalar numeric attribute, replacing one of the same name.
+void write_scalar_attribute(hid_t object, const std::string& name, hid_t file_type, hid_t memory_type,
+                            const void* value) {
   if (attribute_exists(object, name)) NLA_CHECK_H5(H5Adelete(object, name.c_str()));
   H5Handle space(NLA_CHECK_H5(H5Screate(H5S_SCALAR)));
-  H5Handle attribute(
-      NLA_CHECK_H5(H5Acreate2(object, name.c_str(), H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT)));
-  NLA_CHECK_H5(H5Awrite(attribute, H5T_NATIVE_INT64, &value));
+  H5Handle attribute(NLA_CHECK_H5(H5Acreate2(object, name.c_str(), file_type, space, H5P_DEFAULT, H5P_DEFAULT)));
+  NLA_CHECK_H5(H5Awrite(attribute, memory_type, value));
+}
+}  // namespace
+
+void write_attribute(hid_t object, const std::string& name, int64_t value) {
+  write_scalar_attribute(object, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
 }
 
 void write_attribute(hid_t object, const std::string& name, double value) {
-  if (attribute_exists(object, name)) NLA_CHECK_H5(H5Adelete(object, name.c_str()));
-  H5Handle space(NLA_CHECK_H5(H5Screate(H5S_SCALAR)));
-  H5Handle attribute(
-      NLA_CHECK_H5(H5Acreate2(object, name.c_str(), H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT)));
-  NLA_CHECK_H5(H5Awrite(attribute, H5T_NATIVE_DOUBLE, &value));
+  write_scalar_attribute(object, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
 }
 
 std::string read_string_attribute(hid_t object, const std::string& name) {

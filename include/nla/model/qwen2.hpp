@@ -28,6 +28,10 @@
 
 #include "nla/model/qwen2_config.hpp"
 
+namespace nla::io {
+enum class DType;  // nla/io/safetensors.hpp
+}
+
 namespace nla::model {
 
 // One decoder block. Shapes with C = hidden_size, KV = num_key_value_heads * head_dim,
@@ -175,6 +179,10 @@ class Qwen2Model {
 // activations): checkpoint loads refuse it, naming the file, the tensor and the first bad
 // element (InputError).
 void check_finite_weights(const at::Tensor& tensor, const std::string& path, const std::string& name);
+
+// The float dtype of a safetensors tensor (F32, BF16, F16, F64); InputError "<where>: dtype X
+// (expected F32, BF16, F16 or F64)" for any other. Every tensor nla reads goes through it.
+c10::ScalarType float_scalar_type(io::DType dtype, const std::string& where);
 
 void save_weights(Qwen2Model& model, const std::string& directory, c10::ScalarType dtype, uint64_t max_shard_bytes);
 
