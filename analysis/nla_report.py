@@ -44,6 +44,11 @@ AR_TARGET_TEXT = {
     "normalized": "AR target: normalized, outputs rescaled to each layer's median norm",
     "raw": "AR target: raw, outputs used as they are",
 }
+# What the `mean` condition predicts (results.h5 attribute mean_condition; absent before 2026-12-06).
+MEAN_CONDITION_TEXT = {
+    "leave_one_out": "mean: each sample predicted by the mean of the layer's other evaluated samples",
+    "": "mean: the mean of the layer's evaluated samples, the sample itself included",
+}
 STATS_METRICS = ("cosine", "fve_sample", "nrmse", "recall10")
 
 
@@ -55,8 +60,9 @@ def definitions_line(f):
     """The one line under the headline table: which definition each column uses."""
     target = text_attr(f.attrs.get("ar_target", "unknown"))
     scale = AR_TARGET_TEXT.get(target, f"AR target: {target}")
+    mean = MEAN_CONDITION_TEXT.get(text_attr(f.attrs.get("mean_condition", "")), MEAN_CONDITION_TEXT[""])
     return ("cosine, Recall@10, nRMSE: means over samples; FVE: 1 - sum_d Var_i(x - y) / sum_d Var_i(x) over the "
-            f"layer's samples, reconstructions in the activation's scale ({scale}).")
+            f"layer's samples, reconstructions in the activation's scale ({scale}); {mean}.")
 
 
 def headline(f):

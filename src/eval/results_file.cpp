@@ -80,7 +80,7 @@ std::vector<T> read_array_attribute(hid_t object, const std::string& name, hid_t
 // String attributes that a merge must find equal in every part (they define the run).
 const std::vector<std::string> kRunDefiningAttributes = {"av", "ar", "store", "var_nrm_source", "seed", "samples",
                                                          "pool", "max_new_tokens", "temperature", "av_descriptions",
-                                                         "ar_target"};
+                                                         "ar_target", "mean_condition"};
 
 }  // namespace
 

@@ -262,6 +262,17 @@ PcaData pca_of(const at::Tensor& truth, const at::Tensor& reconstruction) {
   return pca;
 }
 
+// The mean condition's prediction for each row: the mean of the layer's other evaluated rows,
+// (n mu - x_i) / (n - 1). The plain mean mu contains x_i itself: with n = 200 rows of
+// near-orthogonal activations that share of the answer lifted its cosine by ~0.04 (demo,
+// layer 2: 0.119 in-sample, 0.078 leave-one-out, 0.067 the training rows' mean). A single
+// row has no others: mu, i.e. itself, which no comparison uses.
+at::Tensor leave_one_out_means(const at::Tensor& truth, const at::Tensor& mean) {
+  const int64_t n = truth.size(0);
+  if (n < 2) return mean.unsqueeze(0).expand({n, -1});
+  return (mean.unsqueeze(0) * static_cast<double>(n) - truth) / static_cast<double>(n - 1);  // (n, d)
+}
+
 // What scoring one layer gives (on the layer's rank, then sent to rank 0).
 struct LayerScores {
   std::map<std::string, std::map<std::string, at::Tensor>> metrics;  // condition -> metric -> (n) float64
@@ -309,7 +320,7 @@ LayerScores score_layer(int layer, LayerOutputs& outputs, const at::Tensor& trut
       {"av", {truth, mean, av}},
       {"random", {truth, mean, outputs.reconstructions.at("random").to(at::kDouble)}},
       {"shuffled", {truth, mean, av.index_select(0, pi)}},
-      {"mean", {truth, mean, mean.unsqueeze(0).expand({n, -1})}},
+      {"mean", {truth, mean, leave_one_out_means(truth, mean)}},
       {"av_normed", {truth_normed, truth_normed.mean(0), av_normed}},
   };
   std::vector<double> figures;
@@ -777,6 +788,7 @@ void write_outputs(const SweepRun& run, SweepResults& results) {
                           {"temperature", std::to_string(o.temperature)},
                           {"av_descriptions", o.av_descriptions},
                           {"ar_target", results.ar_target},
+                          {"mean_condition", "leave_one_out"},
                           {"device", load.device.str()},
                           {"precision", load.dtype == at::kBFloat16 ? "bf16" : "fp32"}};
     fs::create_directories(o.out);

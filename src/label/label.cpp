@@ -62,6 +62,7 @@ void label_on_root(const LabelOptions& o, const LabelHooks& hooks) {
       auto tok = tokenizer::Tokenizer::from_file(o.tokenizer.empty() ? acts.header().model : o.tokenizer);
       ContextLabelerOptions options;
       options.context_tokens = o.context_tokens;
+      options.fields = parse_context_fields(o.fields);
       if (hooks.announce) hooks.announce(std::nullopt);
       Progress progress("label", n_samples, "samples");
       const int64_t chunk = 256;
@@ -144,6 +145,7 @@ void run_label(const LabelOptions& o, const LabelHooks& hooks) {
   NLA_CHECK_INPUT(!o.name.empty() && o.name.find('/') == std::string::npos,
                   "option 'name': expected a name without '/', got '", o.name, "'");
   NLA_CHECK_INPUT(o.context_tokens >= 0, "option 'context-tokens': expected >= 0, got ", o.context_tokens);
+  if (o.labeler == "context") parse_context_fields(o.fields);  // refused here, on every rank
   if (o.labeler.rfind("av:", 0) == 0) {
     label_with_av(o, hooks);
     return;

@@ -1,6 +1,7 @@
 // The offline labelers of `nla label`: context snippets and given texts.
 #include "nla/label/labelers.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -35,6 +36,27 @@ std::string answer_format(const std::vector<std::string>& snippets) {
   return text + "</explanation>";
 }
 
+std::vector<std::string> parse_context_fields(const std::string& list) {
+  std::vector<bool> chosen(kContextFields.size(), false);
+  size_t begin = 0;
+  while (true) {
+    const size_t end = list.find(',', begin);
+    const std::string name = list.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    const auto known = std::find(kContextFields.begin(), kContextFields.end(), name);
+    NLA_CHECK_INPUT(known != kContextFields.end(), "option 'fields': expected a comma-separated subset of "
+                    "before,token,domain, got '", list, "'");
+    const size_t index = static_cast<size_t>(known - kContextFields.begin());
+    NLA_CHECK_INPUT(!chosen[index], "option 'fields': '", name, "' given twice in '", list, "'");
+    chosen[index] = true;
+    if (end == std::string::npos) break;
+    begin = end + 1;
+  }
+  std::vector<std::string> fields;
+  for (size_t i = 0; i < kContextFields.size(); ++i)
+    if (chosen[i]) fields.push_back(kContextFields[i]);
+  return fields;
+}
+
 std::vector<std::string> context_descriptions(const store::ActivationStore& acts, const tokenizer::Tokenizer& tok,
                                               int64_t first, int64_t count, const ContextLabelerOptions& options) {
   NLA_CHECK(first >= 0 && count >= 0 && first + count <= acts.n_samples(), "rows out of range");
@@ -43,11 +65,14 @@ std::vector<std::string> context_descriptions(const store::ActivationStore& acts
   descriptions.reserve(count);
   for (int64_t row = first; row < first + count; ++row) {
     auto context = reader.context(row, options.context_tokens, 0);
-    descriptions.push_back(answer_format({
-        "Text just before: \"" + one_line(tok.decode(context.before)) + "\"",
-        "Current token: \"" + one_line(tok.decode({context.token})) + "\"",
-        "Domain: " + (context.source.empty() ? std::string("unknown") : context.source),
-    }));
+    std::vector<std::string> snippets;
+    for (const auto& field : options.fields) {
+      if (field == "before") snippets.push_back("Text just before: \"" + one_line(tok.decode(context.before)) + "\"");
+      if (field == "token") snippets.push_back("Current token: \"" + one_line(tok.decode({context.token})) + "\"");
+      if (field == "domain")
+        snippets.push_back("Domain: " + (context.source.empty() ? std::string("unknown") : context.source));
+    }
+    descriptions.push_back(answer_format(snippets));
   }
   return descriptions;
 }

@@ -56,6 +56,7 @@ def make(path, n_layers=8, n=120, anchor=4, seed=0, version=2, ar_target="normal
         f.attrs["created_by"] = "make_synthetic_results.py"
         if version >= 2:
             f.attrs["ar_target"] = ar_target
+            f.attrs["mean_condition"] = "leave_one_out"
         for condition, values in metrics.items():
             for metric, value in values.items():
                 name = "fve" if metric == "fve_sample" and version < 2 else metric

@@ -34,6 +34,7 @@ import nla_report  # noqa: E402
 
 DEFINITIONS = ("cosine, Recall@10, nRMSE: means over samples; FVE: 1 - sum_d Var_i(x - y) / sum_d Var_i(x) over the "
                "layer's samples, reconstructions in the activation's scale")
+LEAVE_ONE_OUT = "mean: each sample predicted by the mean of the layer's other evaluated samples"
 
 
 def headline_rows(text):
@@ -81,7 +82,7 @@ class Report(unittest.TestCase):
                     self.assertEqual(cells[3], f"{np.mean(f[f'metrics/{condition}/nrmse'][4]):.3f}")
             self.assertEqual(rows["mean"][1], "0.000")
             self.assertEqual(after, DEFINITIONS + " (AR target: normalized, outputs rescaled to each layer's median "
-                             "norm).")
+                             "norm); " + LEAVE_ONE_OUT + ".")
             self.assertNotIn("fve_sample", block)
             with open(os.path.join(run, "report", "stats.csv")) as handle:
                 self.assertIn("fve_sample", handle.read())
@@ -102,7 +103,8 @@ class Report(unittest.TestCase):
             make_synthetic_results.make(os.path.join(run, "results.h5"), ar_target="raw")
             with h5py.File(os.path.join(run, "results.h5"), "r") as f:
                 _, table = nla_report.headline(f)
-            self.assertTrue(table.rstrip().endswith(DEFINITIONS + " (AR target: raw, outputs used as they are)."), table)
+            self.assertTrue(table.rstrip().endswith(DEFINITIONS + " (AR target: raw, outputs used as they are); " + LEAVE_ONE_OUT + "."),
+                            table)
 
     def test_fve_panel_draws_the_layer_figure(self):
         captured = []

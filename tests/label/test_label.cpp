@@ -63,6 +63,24 @@ TEST(Label, ContextSnippetsQuoteTheTextBeforeTheTokenAndItsDomain) {
   EXPECT_EQ(descriptions[2].find("\n  "), std::string::npos) << "snippets are single lines";
 }
 
+TEST(Label, ContextFieldsChooseTheSnippetsInAFixedOrder) {
+  TempDir dir;
+  auto tok = tokenizer::Tokenizer::from_file(repo_path("models/tokenizer.json"));
+  std::string path = make_store(dir, tok);
+  store::ActivationStore acts(path);
+  label::ContextLabelerOptions options;
+  options.context_tokens = 3;
+  options.fields = label::parse_context_fields("domain,token");  // written in kContextFields' order
+  EXPECT_EQ(label::context_descriptions(acts, tok, 0, 1, options)[0],
+            "<explanation>\nCurrent token: \"fox\"\nDomain: web\n</explanation>");
+  options.fields = label::parse_context_fields("token");
+  EXPECT_EQ(label::context_descriptions(acts, tok, 0, 1, options)[0],
+            "<explanation>\nCurrent token: \"fox\"\n</explanation>");
+  EXPECT_EQ(label::parse_context_fields("before,token,domain"), label::kContextFields);
+  for (const char* bad : {"", "token,", "tokens", "token,token"})
+    EXPECT_THROW(label::parse_context_fields(bad), InputError) << bad;
+}
+
 TEST(Label, SampleContextGivesTheTokensAroundEachPosition) {
   TempDir dir;
   auto tok = tokenizer::Tokenizer::from_file(repo_path("models/tokenizer.json"));
@@ -117,6 +135,11 @@ TEST(Label, BadInputExitsTwoWithOneLine) {
   EXPECT_EQ(missing.exit_status, 2);
   EXPECT_NE(missing.err.find("row 1 has no description"), std::string::npos) << missing.err;
   EXPECT_FALSE(store::ActivationStore(path).has_descriptions("gold")) << "nothing written on error";
+
+  auto bad_fields = run_nla("label --store " + path + " --fields token,place");
+  EXPECT_EQ(bad_fields.exit_status, 2);
+  EXPECT_EQ(bad_fields.err, "nla label: option 'fields': expected a comma-separated subset of before,token,domain, "
+                            "got 'token,place'\n");
 
   auto no_store = run_nla("label --store " + dir.file("nope.h5"));
   EXPECT_EQ(no_store.exit_status, 2);

@@ -103,6 +103,8 @@ def check(run, store_path):
     expect(version is not None and int(version) == 2, f"version attribute: {version} (expected 2)")
     ar_target = text(f.attrs.get("ar_target"))
     expect(ar_target in AR_TARGETS, f"ar_target attribute: {ar_target!r} (expected normalized or raw)")
+    mean_condition = text(f.attrs.get("mean_condition"))
+    expect(mean_condition == "leave_one_out", f"mean_condition attribute: {mean_condition!r} (expected leave_one_out)")
     if problems:
         return {}
     layers = [int(l) for l in f.attrs["layers"]]
@@ -156,6 +158,8 @@ def check(run, store_path):
         x = acts[rows].astype(np.float64)
         candidates = unit(acts[pool_rows].astype(np.float64))
         mu = x.mean(0)
+        # the mean condition: each row predicted by the mean of the other rows
+        loo_means = (x.sum(0) - x) / (n - 1) if n > 1 else np.broadcast_to(mu, x.shape)
         m_l = np.median(np.linalg.norm(x, axis=1))
         expect(abs(median_norm[li] - m_l) <= 1e-9 * m_l, f"median_norm layer {layer}: {median_norm[li]} vs {m_l}")
         y_av, y_random = recon_av[li], recon_random[li]
@@ -172,7 +176,7 @@ def check(run, store_path):
         xn = x * (stored_anchor_norm / np.linalg.norm(x, axis=1, keepdims=True))
         y_normed = unit(y_av) * stored_anchor_norm if ar_target == "normalized" else y_av
         cases = {"av": (x, mu, y_av), "random": (x, mu, y_random),
-                 "shuffled": (x, mu, y_av[pi]), "mean": (x, mu, np.broadcast_to(mu, x.shape)),
+                 "shuffled": (x, mu, y_av[pi]), "mean": (x, mu, loo_means),
                  "av_normed": (xn, xn.mean(0), y_normed)}
         for condition, (truth, mean, prediction) in cases.items():
             ref = metrics(truth, prediction, mean, var_nrm, candidates, dis)

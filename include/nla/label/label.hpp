@@ -20,6 +20,7 @@ struct LabelOptions {
   std::string out;                  // "" = the input store itself; else a labelled copy
   std::string tokenizer;            // context: "" = the store's model's
   int context_tokens = 12;          // context: tokens of left context quoted
+  std::string fields = "before,token,domain";  // context: the snippets written, in this order
   int layer = -1;                   // av: store layer (-1: the AV's critic.extraction_layer_index)
   double temperature = 0.0;         // av: 0 = greedy
   double top_p = 1.0;

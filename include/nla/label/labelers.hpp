@@ -20,9 +20,17 @@ namespace nla::label {
 // Wraps description lines in the AV's answer tags.
 std::string answer_format(const std::vector<std::string>& snippets);
 
+// The context labeler's snippets, in this order when chosen.
+inline const std::vector<std::string> kContextFields = {"before", "token", "domain"};
+
 struct ContextLabelerOptions {
-  int context_tokens = 12;  // tokens of left context quoted in the first snippet
+  int context_tokens = 12;  // tokens of left context quoted in the "before" snippet
+  std::vector<std::string> fields = kContextFields;  // which snippets (a subset of kContextFields)
 };
+
+// "before,token" -> {"before", "token"}, in kContextFields' order; InputError naming the
+// option for an empty list, an unknown name or one given twice.
+std::vector<std::string> parse_context_fields(const std::string& list);
 
 // The context labeler for rows [first, first + count) of the store.
 std::vector<std::string> context_descriptions(const store::ActivationStore& acts, const tokenizer::Tokenizer& tok,

@@ -19,6 +19,9 @@ class LabelCommand : public Command {
     options.add("label", "out", &o_.out, "store to write into (\"\": the input store itself; else a copy)");
     options.add("label", "tokenizer", &o_.tokenizer, "tokenizer.json or its directory (\"\": the store's model's)");
     options.add("label", "context-tokens", &o_.context_tokens, "context labeler: tokens of left context quoted");
+    options.add("label", "fields", &o_.fields,
+                "context labeler: snippets written, a subset of before (the left context), token (the token at "
+                "the position), domain (the document's source)");
     options.add("label", "layer", &o_.layer, "av: store layer (-1: the AV's critic.extraction_layer_index)");
     options.add("label", "temperature", &o_.temperature, "av: sampling temperature (0: greedy)");
     options.add("label", "top-p", &o_.top_p, "av: nucleus sampling mass, in (0, 1]");
