@@ -71,12 +71,16 @@ class Learning : public testing::Test {
     write_token_descriptions(dir_->file("acts.h5"), dir_->file("model"));  // gold: the token at the position
     const std::string common = " --store " + dir_->file("acts.h5") + " --model " + dir_->file("model") +
                                " --layer 2 --lr-min 1e-3 --eval-every 0 --seed 0 --log-level warn";
-    auto ar = run_command(mpirun(2) + "train-ar" + common + " --out " + dir_->file("train_ar") +
-                          " --steps 300 --batch 16 --lr-max 5e-3 --lr-warmup-steps 10");
-    ASSERT_EQ(ar.exit_status, 0) << ar.err;
     auto av = run_command(mpirun(2) + "train-av" + common + " --out " + dir_->file("train_av") +
                           " --steps 1000 --batch 32 --lr-max 3e-3 --lr-warmup-steps 20 --freeze-embeddings");
     ASSERT_EQ(av.exit_status, 0) << av.err;
+    // The AR learns from the SFT AV's greedy descriptions of the training rows, as in the demo.
+    auto described = run_command(mpirun(2) + "label --store " + dir_->file("acts.h5") + " --labeler av:" +
+                                 dir_->file("train_av/av") + " --name av --max-new-tokens 16 --log-level warn");
+    ASSERT_EQ(described.exit_status, 0) << described.err;
+    auto ar = run_command(mpirun(2) + "train-ar" + common + " --descriptions av --out " + dir_->file("train_ar") +
+                          " --steps 1000 --batch 16 --lr-max 5e-3 --lr-warmup-steps 10");
+    ASSERT_EQ(ar.exit_status, 0) << ar.err;
   }
   static void TearDownTestSuite() { delete dir_; }
 
