@@ -5,7 +5,8 @@
 // The reference is written here without nla_dist or the trainers: the plain Reconstructor /
 // Qwen2Model with autograd, LibTorch's torch::optim::AdamW and clip_grad_norm_, the whole
 // global batch in one process, the loss as the losses module defines it (AV: av_sft_loss on
-// the full logits). Only the row order (train::step_rows, split_by_document) is shared.
+// the logits of the positions that predict the answer). Only the row order
+// (train::step_rows, split_by_document) is shared.
 // Tolerance: 1e-4 absolute on losses (~1) and 3e-4 on parameters after 4 AdamW steps at lr
 // 1e-3: fp32 sums in another order, amplified at most to the size of one update.
 #include <gtest/gtest.h>
@@ -191,14 +192,20 @@ void expect_av_matches_unsharded_training(bool per_block) {
     input.input_ids = batch.input_ids;
     input.attention_mask = batch.attention_mask;
     input.injection = batch.injection;
-    auto logits = av.forward(input).logits;  // (B, T, V)
+    // Logits only where they predict an answer token (positions P-1 .. P+A-1; the last one
+    // predicts nothing and is masked): the loss of the full (B, T, V) logits, since every
+    // other position is masked out, at a fraction of the reference's time.
+    const int64_t first = batch.answer_start - 1, count = batch.input_ids.size(1) - first;
+    model::ForwardOptions at_answers;
+    at_answers.logits_index = at::arange(first, first + count, at::kLong).unsqueeze(0).expand({batch.input_ids.size(0), count});
+    auto logits = av.forward(input, at_answers).logits;  // (B, A + 1, V)
     auto full_mask = at::zeros_like(batch.input_ids, at::kBool);
     full_mask.slice(1, batch.answer_start).copy_(batch.answer_mask);
-    if (o.loss_aggregation == "token") return autoencoder::av_sft_loss(logits, batch.input_ids, full_mask);
+    const at::Tensor ids = batch.input_ids.slice(1, first), mask = full_mask.slice(1, first);
+    if (o.loss_aggregation == "token") return autoencoder::av_sft_loss(logits, ids, mask);
     at::Tensor sum = at::zeros({}, logits.options());  // each row's token mean, averaged over rows
     for (int64_t r = 0; r < logits.size(0); ++r)
-      sum = sum + autoencoder::av_sft_loss(logits.narrow(0, r, 1), batch.input_ids.narrow(0, r, 1),
-                                           full_mask.narrow(0, r, 1));
+      sum = sum + autoencoder::av_sft_loss(logits.narrow(0, r, 1), ids.narrow(0, r, 1), mask.narrow(0, r, 1));
     return sum / static_cast<double>(logits.size(0));
   });
   std::cout << "AV losses on " << world_size() << " ranks" << (per_block ? " (per block)" : "") << ": "
