@@ -2,10 +2,13 @@
 // --batch-sizes (default 1, 32, 128; --batch N for one size), prompts of --seq-len tokens, --new-tokens
 // each (no stop token, so every sequence runs to the cap).
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -61,6 +64,73 @@ std::pair<double, double> llama_cpp_seconds(model::Qwen2Model& model, const Benc
   return seconds;
 }
 
+// Where a decode step's time goes, outside generate(): the same prompts prefilled into a
+// KV cache, then the decode steps replayed three ways from the same cache position (the
+// attention's context grows as in generate): the blocks alone (compute_logits = false), the
+// whole forward (blocks + final norm + LM head, logits at the new token), and the sampler
+// alone on one step's logits. What generate's decode step costs beyond the forward and the
+// sampler is its own host work (stop checks, finished rows, the next input). Best of
+// `repeats` per phase, in ms per step.
+struct DecodePhases {
+  double blocks_ms = 0, forward_ms = 0, sample_ms = 0;
+};
+
+DecodePhases time_decode_phases(const model::Qwen2Model& model, const at::Tensor& ids, const BenchOptions& options) {
+  c10::InferenceMode inference;
+  const int64_t b = ids.size(0), steps = std::max<int64_t>(options.new_tokens - 1, 1);
+  const auto device = model.device();
+  model::KVCache cache = model.make_cache(b, ids.size(1) + steps);
+  model::ForwardInput prefill;
+  prefill.input_ids = ids.to(device);
+  model::ForwardOptions last_token;
+  last_token.logits_index = at::full({b}, ids.size(1) - 1, at::TensorOptions().dtype(at::kLong).device(device));
+  at::Tensor logits = model.forward(prefill, last_token, &cache).logits;  // (B, V)
+  const int64_t primed = cache.length;
+  // The tokens fed at each step: fixed, so every replay does the same arithmetic. The
+  // attention mask as generate passes it (every position a token here: no padding).
+  at::Tensor next = at::randint(model.config().vocab_size, {steps, b, 1}, at::kLong).to(device);
+  at::Tensor mask = at::ones({b, primed + steps}, at::TensorOptions().dtype(at::kLong).device(device));
+  auto replay = [&](const model::ForwardOptions& forward_options) {
+    double best = 1e30;
+    for (int repeat = 0; repeat < options.repeats; ++repeat) {
+      cache.length = primed;
+      synchronize(device);
+      auto start = std::chrono::steady_clock::now();
+      for (int64_t step = 0; step < steps; ++step) {
+        model::ForwardInput input;
+        input.input_ids = next[step];
+        input.attention_mask = mask.narrow(1, 0, primed + step + 1);
+        model.forward(input, forward_options, &cache);
+      }
+      synchronize(device);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return best * 1e3 / static_cast<double>(steps);
+  };
+  DecodePhases phases;
+  model::ForwardOptions blocks_only;
+  blocks_only.compute_logits = false;
+  phases.blocks_ms = replay(blocks_only);
+  model::ForwardOptions with_logits;
+  with_logits.logits_index = at::zeros({b}, at::TensorOptions().dtype(at::kLong).device(device));
+  phases.forward_ms = replay(with_logits);
+  std::vector<at::Generator> generators;
+  std::vector<at::Generator*> row_generators;
+  for (int64_t i = 0; i < b; ++i) generators.push_back(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(i)));
+  for (auto& generator : generators) row_generators.push_back(&generator);
+  double best = 1e30;
+  for (int repeat = 0; repeat < options.repeats; ++repeat) {
+    synchronize(device);
+    auto start = std::chrono::steady_clock::now();
+    for (int64_t step = 0; step < steps; ++step)
+      model::sample_tokens(logits, options.temperature, 1.0, row_generators, model::device_sampling_from_environment());
+    synchronize(device);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  phases.sample_ms = best * 1e3 / static_cast<double>(steps);
+  return phases;
+}
+
 // The rows of one batch size, each metric prefixed "B=<batch> ".
 void generate_rows(BenchReport& report, model::Qwen2Model& model, BenchOptions options, int64_t batch,
                    const GemmPeak& peak) {
@@ -103,6 +173,15 @@ void generate_rows(BenchReport& report, model::Qwen2Model& model, BenchOptions o
   report.rows.push_back({b + "decode tokens/s", decode_tokens / decode, "tok/s", "after the first token"});
   report.rows.push_back({b + "decode ms/step", decode * 1e3 / static_cast<double>(options.new_tokens - 1), "ms",
                          "one new token for every row"});
+  const double step_ms = decode * 1e3 / static_cast<double>(options.new_tokens - 1);
+  const DecodePhases phases = time_decode_phases(model, ids, options);
+  report.rows.push_back({b + "decode step: blocks", phases.blocks_ms, "ms", "embedding + blocks, no final norm or LM head"});
+  report.rows.push_back({b + "decode step: final norm + LM head", phases.forward_ms - phases.blocks_ms, "ms",
+                         "whole forward - blocks"});
+  report.rows.push_back({b + "decode step: sampling", phases.sample_ms, "ms",
+                         options.temperature > 0 ? "sample_tokens on (B, V) logits" : "argmax on (B, V) logits"});
+  report.rows.push_back({b + "decode step: generate's host work", step_ms - phases.forward_ms - phases.sample_ms, "ms",
+                         "decode ms/step - forward - sampling: stop checks, finished rows, next input (each phase timed in its own replay: within the noise, can be < 0)"});
   report.rows.push_back({b + "prefill tokens/s", options.batch * options.seq_len / prefill, "tok/s", "prefill + 1 token"});
   report.rows.push_back({b + "time whole run", total * 1e3, "ms", ""});
   report.rows.push_back({b + "decode achieved", gflops, "GFLOP/s", ""});
