@@ -37,13 +37,19 @@ class ResultsVersionError(ValueError):
     """A results.h5 of another layout version (older runs of `nla eval`)."""
 
 
-def require_version(f, path):
-    """Raises ResultsVersionError (one line naming the file) unless `f` is results.h5 version 2."""
+def version_attr(f):
+    """The root `version` attribute of an nla HDF5 file as an int; as stored when it is not a
+    number (so the error can show it), None when absent."""
     version = f.attrs.get("version")
     try:
-        version = int(version)
+        return int(version)
     except (TypeError, ValueError):
-        pass
+        return version
+
+
+def require_version(f, path):
+    """Raises ResultsVersionError (one line naming the file) unless `f` is results.h5 version 2."""
+    version = version_attr(f)
     if version != RESULTS_VERSION:
         found = "no version attribute" if version is None else f"version {version}"
         raise ResultsVersionError(

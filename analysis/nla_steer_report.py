@@ -108,11 +108,7 @@ def read_audit(path):
         if found is None or text_attr(found) != FORMAT:
             what = "no format attribute" if found is None else f"format '{text_attr(found)}'"
             raise AuditFormatError(f"{path}: {what}, expected format '{FORMAT}' (the audit.h5 of `nla steer-audit`)")
-        version = f.attrs.get("version")
-        try:
-            version = int(version)
-        except (TypeError, ValueError):
-            pass
+        version = nla_stats.version_attr(f)
         if version != VERSION:
             what = "no version attribute" if version is None else f"version {version}"
             raise AuditFormatError(f"{path}: {FORMAT} {what}, this script reads version {VERSION}")
