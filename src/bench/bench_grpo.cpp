@@ -57,6 +57,8 @@ BenchReport bench_grpo(const BenchOptions& options) {
   std::unique_ptr<autoencoder::ShardedVerbalizer> policy, reference;
   std::unique_ptr<dist::ShardedAdamW> optimizer;
   std::optional<autoencoder::Reconstructor> ar;
+  std::unique_ptr<autoencoder::ShardedReconstructor> critic;  // the live AR that GRPO refreshes
+  std::unique_ptr<dist::ShardedAdamW> critic_optimizer;
   if (rank == 0) {
     policy = std::make_unique<autoencoder::ShardedVerbalizer>(bench_model(options), trainer);
     reference = std::make_unique<autoencoder::ShardedVerbalizer>(bench_model(options), trainer);
@@ -68,6 +70,12 @@ BenchReport bench_grpo(const BenchOptions& options) {
     trunk_options.dtype = av.dtype();
     ar.emplace(model::Qwen2Model::random_init(config, 1, trunk_options),
                at::eye(d, at::TensorOptions().dtype(at::kFloat).device(av.device())), autoencoder::kCriticTemplate);
+    critic = std::make_unique<autoencoder::ShardedReconstructor>(
+        autoencoder::Reconstructor(model::Qwen2Model::random_init(config, 1, trunk_options),
+                                   at::eye(d, at::TensorOptions().dtype(at::kFloat).device(av.device())),
+                                   autoencoder::kCriticTemplate),
+        trainer);
+    critic_optimizer = std::make_unique<dist::ShardedAdamW>(critic->sharded());
   }
   const int64_t bucket_bytes = int64_t{64} << 20;  // nla grpo's default sync-bucket-mb
   grpo::WeightStream stream;
@@ -76,7 +84,8 @@ BenchReport bench_grpo(const BenchOptions& options) {
     else stream = grpo::WeightStream::receiver(av.named_parameters(), world, bucket_bytes);
   }
 
-  double generate_s = 0, score_s = 0, update_s = 0, sync_s = 0, plain_s = 0, tokens = 0, plain_generate_s = 0;
+  double generate_s = 0, score_s = 0, update_s = 0, refresh_s = 0, sync_s = 0, plain_s = 0, tokens = 0,
+         plain_generate_s = 0;
   for (int repeat = 0; repeat <= options.repeats; ++repeat) {
     const bool timed = repeat > 0;  // the first step warms up
     if (rank == 0) {
@@ -140,6 +149,16 @@ BenchReport bench_grpo(const BenchOptions& options) {
       policy->sharded().clip_grad_norm(1.0);
       optimizer->step();
       if (timed) update_s += seconds_since(start);
+
+      // The AR refresh (--ar-refresh-every 1, ar-batch 0): one AR step on every sample's
+      // description against its activation.
+      start = Clock::now();
+      critic->sharded().zero_grad();
+      critic->accumulate_gradients(autoencoder::make_ar_batch(tokenizer, texts, 256, critic->critic_template(), av.device()),
+                                   acts.repeat_interleave(k, 0).to(av.device()), 1.0 / static_cast<double>(samples));
+      critic->sharded().clip_grad_norm(1.0);
+      critic_optimizer->step();
+      if (timed) refresh_s += seconds_since(start);
     }
     if (world.size() > 1) {
       world.barrier();
@@ -158,7 +177,7 @@ BenchReport bench_grpo(const BenchOptions& options) {
   }
   const double r = options.repeats;
   const double bytes = static_cast<double>(stream.total_numel()) * 4;
-  const double step_s = (generate_s + score_s + update_s + sync_s) / r;
+  const double step_s = (generate_s + score_s + update_s + refresh_s + sync_s) / r;
   char note[160];
   std::snprintf(note, sizeof note, "%s, %lld activations x %lld samples, %lld new tokens, %d ranks",
                 options.model.empty() ? options.preset.c_str() : options.model.c_str(), static_cast<long long>(n),
@@ -167,6 +186,7 @@ BenchReport bench_grpo(const BenchOptions& options) {
   report.rows.push_back({"generate", generate_s / r, "s", "rank 0, KV-cache sampling"});
   report.rows.push_back({"score", score_s / r, "s", "rank 0, AR forward"});
   report.rows.push_back({"update", update_s / r, "s", "rank 0: 2 log-prob passes, loss backward, AdamW"});
+  report.rows.push_back({"AR refresh", refresh_s / r, "s", "rank 0: one AR step on every sample (ar-batch 0)"});
   report.rows.push_back({"sync", sync_s / r, "s", world.size() > 1 ? "bucketed AV broadcast to ranks 1.." : "1 rank: none"});
   const double rollout_tps = generate_s > 0 ? tokens / generate_s : 0;
   const double plain_tps = plain_generate_s > 0 ? r * static_cast<double>(samples * options.new_tokens) / plain_generate_s : 0;
