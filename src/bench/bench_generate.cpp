@@ -18,6 +18,7 @@
 #include "nla/core/atomic_file.hpp"
 #include "nla/core/fs.hpp"
 #include "nla/core/log.hpp"
+#include "nla/core/timing.hpp"
 #include "nla/model/generate.hpp"
 
 namespace nla::bench {
@@ -64,6 +65,20 @@ std::pair<double, double> llama_cpp_seconds(model::Qwen2Model& model, const Benc
   return seconds;
 }
 
+// Best of `repeats` timings of body(), in seconds, the device synchronised around each.
+template <typename Body>
+double best_seconds(int repeats, c10::Device device, Body&& body) {
+  double best = 1e30;
+  for (int repeat = 0; repeat < repeats; ++repeat) {
+    synchronize(device);
+    const auto start = std::chrono::steady_clock::now();
+    body();
+    synchronize(device);
+    best = std::min(best, seconds_since(start));
+  }
+  return best;
+}
+
 // Where a decode step's time goes, outside generate(): the same prompts prefilled into a
 // KV cache, then the decode steps replayed three ways from the same cache position (the
 // attention's context grows as in generate): the blocks alone (compute_logits = false), the
@@ -90,22 +105,17 @@ DecodePhases time_decode_phases(const model::Qwen2Model& model, const at::Tensor
   // attention mask as generate passes it (every position a token here: no padding).
   at::Tensor next = at::randint(model.config().vocab_size, {steps, b, 1}, at::kLong).to(device);
   at::Tensor mask = at::ones({b, primed + steps}, at::TensorOptions().dtype(at::kLong).device(device));
+  const double ms_per_step = 1e3 / static_cast<double>(steps);
   auto replay = [&](const model::ForwardOptions& forward_options) {
-    double best = 1e30;
-    for (int repeat = 0; repeat < options.repeats; ++repeat) {
-      cache.length = primed;
-      synchronize(device);
-      auto start = std::chrono::steady_clock::now();
+    return ms_per_step * best_seconds(options.repeats, device, [&] {
+      cache.length = primed;  // rewinding is free: the steps overwrite the same positions
       for (int64_t step = 0; step < steps; ++step) {
         model::ForwardInput input;
         input.input_ids = next[step];
         input.attention_mask = mask.narrow(1, 0, primed + step + 1);
         model.forward(input, forward_options, &cache);
       }
-      synchronize(device);
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    }
-    return best * 1e3 / static_cast<double>(steps);
+    });
   };
   DecodePhases phases;
   model::ForwardOptions blocks_only;
@@ -118,16 +128,11 @@ DecodePhases time_decode_phases(const model::Qwen2Model& model, const at::Tensor
   std::vector<at::Generator*> row_generators;
   for (int64_t i = 0; i < b; ++i) generators.push_back(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(i)));
   for (auto& generator : generators) row_generators.push_back(&generator);
-  double best = 1e30;
-  for (int repeat = 0; repeat < options.repeats; ++repeat) {
-    synchronize(device);
-    auto start = std::chrono::steady_clock::now();
+  const bool on_device = model::device_sampling_from_environment();
+  phases.sample_ms = ms_per_step * best_seconds(options.repeats, device, [&] {
     for (int64_t step = 0; step < steps; ++step)
-      model::sample_tokens(logits, options.temperature, 1.0, row_generators, model::device_sampling_from_environment());
-    synchronize(device);
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  phases.sample_ms = best * 1e3 / static_cast<double>(steps);
+      model::sample_tokens(logits, options.temperature, 1.0, row_generators, on_device);
+  });
   return phases;
 }
 
@@ -146,14 +151,7 @@ void generate_rows(BenchReport& report, model::Qwen2Model& model, BenchOptions o
   generation.temperature = options.temperature;  // sampled rows: seeds 0..B-1 (the same tokens every repeat)
   auto timed = [&](int64_t new_tokens) {
     generation.max_new_tokens = new_tokens;
-    double best = 1e30;
-    for (int repeat = 0; repeat < options.repeats; ++repeat) {
-      auto start = std::chrono::steady_clock::now();
-      model::generate(model, prompts, generation);
-      synchronize(model.device());
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    }
-    return best;
+    return best_seconds(options.repeats, model.device(), [&] { model::generate(model, prompts, generation); });
   };
   timed(2);  // warm-up
   // Prefill + first token, then the whole run: the difference is the decode loop.
@@ -171,9 +169,8 @@ void generate_rows(BenchReport& report, model::Qwen2Model& model, BenchOptions o
   const std::string b = "B=" + std::to_string(batch) + " ";
   report.rows.push_back({b + "new tokens/s (whole run)", options.batch * options.new_tokens / total, "tok/s", shape});
   report.rows.push_back({b + "decode tokens/s", decode_tokens / decode, "tok/s", "after the first token"});
-  report.rows.push_back({b + "decode ms/step", decode * 1e3 / static_cast<double>(options.new_tokens - 1), "ms",
-                         "one new token for every row"});
   const double step_ms = decode * 1e3 / static_cast<double>(options.new_tokens - 1);
+  report.rows.push_back({b + "decode ms/step", step_ms, "ms", "one new token for every row"});
   const DecodePhases phases = time_decode_phases(model, ids, options);
   report.rows.push_back({b + "decode step: blocks", phases.blocks_ms, "ms", "embedding + blocks, no final norm or LM head"});
   report.rows.push_back({b + "decode step: final norm + LM head", phases.forward_ms - phases.blocks_ms, "ms",

@@ -68,13 +68,14 @@ BenchReport bench_grpo(const BenchOptions& options) {
     trunk_options.with_head = false;
     trunk_options.device = av.device();
     trunk_options.dtype = av.dtype();
-    ar.emplace(model::Qwen2Model::random_init(config, 1, trunk_options),
-               at::eye(d, at::TensorOptions().dtype(at::kFloat).device(av.device())), autoencoder::kCriticTemplate);
-    critic = std::make_unique<autoencoder::ShardedReconstructor>(
-        autoencoder::Reconstructor(model::Qwen2Model::random_init(config, 1, trunk_options),
-                                   at::eye(d, at::TensorOptions().dtype(at::kFloat).device(av.device())),
-                                   autoencoder::kCriticTemplate),
-        trainer);
+    // The scoring AR and the live AR that the refresh trains: the same seeded initialisation.
+    auto initial_ar = [&] {
+      return autoencoder::Reconstructor(model::Qwen2Model::random_init(config, 1, trunk_options),
+                                        at::eye(d, at::TensorOptions().dtype(at::kFloat).device(av.device())),
+                                        autoencoder::kCriticTemplate);
+    };
+    ar.emplace(initial_ar());
+    critic = std::make_unique<autoencoder::ShardedReconstructor>(initial_ar(), trainer);
     critic_optimizer = std::make_unique<dist::ShardedAdamW>(critic->sharded());
   }
   const int64_t bucket_bytes = int64_t{64} << 20;  // nla grpo's default sync-bucket-mb
@@ -84,6 +85,7 @@ BenchReport bench_grpo(const BenchOptions& options) {
     else stream = grpo::WeightStream::receiver(av.named_parameters(), world, bucket_bytes);
   }
 
+  const at::Tensor sample_acts = acts.repeat_interleave(k, 0);  // (NK, d): each activation once per sample
   double generate_s = 0, score_s = 0, update_s = 0, refresh_s = 0, sync_s = 0, plain_s = 0, tokens = 0,
          plain_generate_s = 0;
   for (int repeat = 0; repeat <= options.repeats; ++repeat) {
@@ -126,7 +128,7 @@ BenchReport bench_grpo(const BenchOptions& options) {
       {
         c10::NoGradGuard no_grad;
         auto predicted = ar->forward(ar->make_batch(tokenizer, texts, 256));                       // (NK, d)
-        auto errors = autoencoder::mse_nrm(predicted, acts.repeat_interleave(k, 0).to(predicted.device()));  // (NK)
+        auto errors = autoencoder::mse_nrm(predicted, sample_acts.to(predicted.device()));  // (NK)
         errors = errors.to(at::kDouble).cpu();
         for (int64_t i = 0; i < samples; ++i) rewards.push_back(-errors[i].item<double>());
       }
@@ -135,7 +137,7 @@ BenchReport bench_grpo(const BenchOptions& options) {
       start = Clock::now();
       auto advantages = grpo::group_advantages(rewards, k);
       auto batch = autoencoder::make_av_batch(verbalizer.prompt(),
-                                        acts.repeat_interleave(k, 0), answers, injection_scale, av.device(),
+                                        sample_acts, answers, injection_scale, av.device(),
                                         policy->sharded().compute_dtype());
       auto old_logprobs = policy->token_logprobs(batch);
       auto ref_logprobs = reference->token_logprobs(batch);
@@ -155,7 +157,7 @@ BenchReport bench_grpo(const BenchOptions& options) {
       start = Clock::now();
       critic->sharded().zero_grad();
       critic->accumulate_gradients(autoencoder::make_ar_batch(tokenizer, texts, 256, critic->critic_template(), av.device()),
-                                   acts.repeat_interleave(k, 0).to(av.device()), 1.0 / static_cast<double>(samples));
+                                   sample_acts.to(av.device()), 1.0 / static_cast<double>(samples));
       critic->sharded().clip_grad_norm(1.0);
       critic_optimizer->step();
       if (timed) refresh_s += seconds_since(start);

@@ -42,7 +42,7 @@ constexpr RuntimeSetting kRuntimeSettings[] = {
 // The re-execution happens before any library's constructor: from the executable's
 // .preinit_array, which the dynamic loader runs after mapping and relocating the libraries
 // but before their initialisers (LibTorch's operator registration is most of a start), so
-// the first process does not pay for them (`nla --help` without the settings: 1.9 -> 1.5 s
+// the first process does not pay for them (`nla --help` without the settings: 1.9 -> 1.6 s
 // here). glibc passes (argc, argv, envp) there; the C library's own environment is not
 // set up yet, so only envp is read, and the new one is built in static storage.
 bool in_environment(char** envp, const char* name) {
