@@ -92,43 +92,43 @@ std::vector<Verbalization> Verbalizer::verbalize(const at::Tensor& activations, 
   at::Tensor vectors = injection_vectors(activations, injection_scale_).to(model_.device(), model_.dtype());
   std::vector<int64_t> prompt_ids(prompt_.ids.begin(), prompt_.ids.end());
 
+  // Every (activation, sample) pair in one generate call: `batch` rows decode at once and a
+  // finished row takes the next waiting prompt (continuous batching).
   std::vector<Verbalization> out(static_cast<size_t>(n * k));
-  for (int64_t first = 0; first < n * k; first += options.batch) {
-    const int64_t count = std::min(options.batch, n * k - first);
-    std::vector<model::GenerationPrompt> prompts(static_cast<size_t>(count));
-    model::GenerationOptions gen;
-    gen.max_new_tokens = options.max_new_tokens;
-    gen.temperature = options.temperature;
-    gen.top_p = options.top_p;
-    gen.stop_token_ids = {kImEndTokenId, kEndOfTextTokenId};
-    gen.pad_token_id = kImEndTokenId;
-    for (int64_t s = 0; s < count; ++s) {
-      const int64_t flat = first + s, i = flat / k, j = flat % k;
-      auto& prompt = prompts[static_cast<size_t>(s)];
-      prompt.ids = prompt_ids;
-      prompt.injections.emplace_back(prompt_.marker_position, vectors[i]);
-      gen.seeds.push_back(splitmix64(splitmix64(options.seed ^ splitmix64(static_cast<uint64_t>(sample_ids[i]))) +
-                                     static_cast<uint64_t>(j)));
-      auto& v = out[static_cast<size_t>(flat)];
-      v.sample_id = sample_ids[i];
-      v.sample_index = j;
-    }
-    auto result = model::generate(model_, prompts, gen);
-    for (int64_t s = 0; s < count; ++s) {
-      auto& v = out[static_cast<size_t>(first + s)];
-      v.tokens = result.tokens[static_cast<size_t>(s)];
-      std::vector<tokenizer::TokenId> text_ids;
-      for (int64_t id : v.tokens)
-        if (id != kImEndTokenId && id != kEndOfTextTokenId) text_ids.push_back(static_cast<tokenizer::TokenId>(id));
-      v.text = tokenizer_.decode(text_ids);
-      const bool stopped = !v.tokens.empty() && (v.tokens.back() == kImEndTokenId || v.tokens.back() == kEndOfTextTokenId);
-      const auto parsed = parse_answer(v.text);
-      v.failure = failure_of(parsed, stopped, tokenizer_, critic_template_);
-      v.failed = !v.failure.empty();
-      if (!v.failed) {
-        v.description = parsed->answer;
-        v.explanation = parsed->explanation;
-      }
+  std::vector<model::GenerationPrompt> prompts(static_cast<size_t>(n * k));
+  model::GenerationOptions gen;
+  gen.max_new_tokens = options.max_new_tokens;
+  gen.max_batch = options.batch;
+  gen.temperature = options.temperature;
+  gen.top_p = options.top_p;
+  gen.stop_token_ids = {kImEndTokenId, kEndOfTextTokenId};
+  gen.pad_token_id = kImEndTokenId;
+  for (int64_t flat = 0; flat < n * k; ++flat) {
+    const int64_t i = flat / k, j = flat % k;
+    auto& prompt = prompts[static_cast<size_t>(flat)];
+    prompt.ids = prompt_ids;
+    prompt.injections.emplace_back(prompt_.marker_position, vectors[i]);
+    gen.seeds.push_back(splitmix64(splitmix64(options.seed ^ splitmix64(static_cast<uint64_t>(sample_ids[i]))) +
+                                   static_cast<uint64_t>(j)));
+    auto& v = out[static_cast<size_t>(flat)];
+    v.sample_id = sample_ids[i];
+    v.sample_index = j;
+  }
+  auto result = model::generate(model_, prompts, gen);
+  for (int64_t flat = 0; flat < n * k; ++flat) {
+    auto& v = out[static_cast<size_t>(flat)];
+    v.tokens = result.tokens[static_cast<size_t>(flat)];
+    std::vector<tokenizer::TokenId> text_ids;
+    for (int64_t id : v.tokens)
+      if (id != kImEndTokenId && id != kEndOfTextTokenId) text_ids.push_back(static_cast<tokenizer::TokenId>(id));
+    v.text = tokenizer_.decode(text_ids);
+    const bool stopped = !v.tokens.empty() && (v.tokens.back() == kImEndTokenId || v.tokens.back() == kEndOfTextTokenId);
+    const auto parsed = parse_answer(v.text);
+    v.failure = failure_of(parsed, stopped, tokenizer_, critic_template_);
+    v.failed = !v.failure.empty();
+    if (!v.failed) {
+      v.description = parsed->answer;
+      v.explanation = parsed->explanation;
     }
   }
   return out;
@@ -193,7 +193,8 @@ std::vector<Verbalization> verbalize_store_rows(const Verbalizer& verbalizer, co
   // Rank r: rows [r * n / size, (r + 1) * n / size).
   const int64_t n = static_cast<int64_t>(rows.size()), d = acts.hidden_size();
   const int64_t begin = n * rank / size, end = n * (rank + 1) / size;
-  const int64_t chunk = std::max<int64_t>(1, options.batch);
+  // Several batches per call: continuous batching refills finished rows from the same call.
+  const int64_t chunk = std::max<int64_t>(1, options.batch) * kRowsPerBatchRead;
   std::vector<Verbalization> mine;
   int64_t failed = 0;
   {

@@ -88,6 +88,7 @@ double best_seconds(int repeats, c10::Device device, Body&& body) {
 // `repeats` per phase, in ms per step.
 struct DecodePhases {
   double blocks_ms = 0, forward_ms = 0, sample_ms = 0;
+  double greedy_forward_ms = 0;  // the forward with greedy_tokens: what generate runs when greedy
 };
 
 DecodePhases time_decode_phases(const model::Qwen2Model& model, const at::Tensor& ids, const BenchOptions& options) {
@@ -124,6 +125,9 @@ DecodePhases time_decode_phases(const model::Qwen2Model& model, const at::Tensor
   model::ForwardOptions with_logits;
   with_logits.logits_index = at::zeros({b}, at::TensorOptions().dtype(at::kLong).device(device));
   phases.forward_ms = replay(with_logits);
+  model::ForwardOptions greedy = with_logits;
+  greedy.greedy_tokens = true;
+  phases.greedy_forward_ms = replay(greedy);
   std::vector<at::Generator> generators;
   std::vector<at::Generator*> row_generators;
   for (int64_t i = 0; i < b; ++i) generators.push_back(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(i)));
@@ -177,8 +181,13 @@ void generate_rows(BenchReport& report, model::Qwen2Model& model, BenchOptions o
                          "whole forward - blocks"});
   report.rows.push_back({b + "decode step: sampling", phases.sample_ms, "ms",
                          options.temperature > 0 ? "sample_tokens on (B, V) logits" : "argmax on (B, V) logits"});
-  report.rows.push_back({b + "decode step: generate's host work", step_ms - phases.forward_ms - phases.sample_ms, "ms",
-                         "decode ms/step - forward - sampling: stop checks, finished rows, next input (each phase timed in its own replay: within the noise, can be < 0)"});
+  const bool greedy = options.temperature <= 0;
+  if (greedy)
+    report.rows.push_back({b + "decode step: final norm + head + argmax", phases.greedy_forward_ms - phases.blocks_ms,
+                           "ms", "in the forward (greedy_tokens), as generate runs it when greedy"});
+  const double generate_phases_ms = greedy ? phases.greedy_forward_ms : phases.forward_ms + phases.sample_ms;
+  report.rows.push_back({b + "decode step: generate's host work", step_ms - generate_phases_ms, "ms",
+                         "decode ms/step - the phases generate runs: stop checks, finished rows, next input (each phase timed in its own replay: within the noise, can be < 0)"});
   report.rows.push_back({b + "prefill tokens/s", options.batch * options.seq_len / prefill, "tok/s", "prefill + 1 token"});
   report.rows.push_back({b + "time whole run", total * 1e3, "ms", ""});
   report.rows.push_back({b + "decode achieved", gflops, "GFLOP/s", ""});

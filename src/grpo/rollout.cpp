@@ -30,13 +30,20 @@ std::vector<Sample> generate(GrpoRun& run, const model::Qwen2Model* av, const st
     generation.seed = seed;
     generation.samples_per_activation = k;
     generation.batch = o.rollout_batch * k;
+    // This rank's chunks of rows in one call: rollout_batch * K sequences decode at once and a
+    // finished one takes the next waiting sample (continuous batching).
     const int64_t chunks = (count + o.rollout_batch - 1) / o.rollout_batch;
-    for (int64_t chunk : my_chunks(chunks, run.layout.index(run.rank, Role::rollout), run.layout.size(Role::rollout))) {
-      const int64_t first = chunk * o.rollout_batch, size = std::min(o.rollout_batch, count - first);
-      std::vector<int64_t> chunk_rows(rows.begin() + first, rows.begin() + first + size);
-      auto result = verbalizer.verbalize(store::read_rows_tensor(store, run.in.layer, chunk_rows), chunk_rows, generation);
+    std::vector<int64_t> my_rows, my_flat;  // store rows, and each row's first index in the step's order
+    for (int64_t chunk : my_chunks(chunks, run.layout.index(run.rank, Role::rollout), run.layout.size(Role::rollout)))
+      for (int64_t i = chunk * o.rollout_batch; i < std::min(count, (chunk + 1) * o.rollout_batch); ++i) {
+        my_rows.push_back(rows[static_cast<size_t>(i)]);
+        my_flat.push_back(i * k);
+      }
+    if (!my_rows.empty()) {
+      auto result = verbalizer.verbalize(store::read_rows_tensor(store, run.in.layer, my_rows), my_rows, generation);
       for (size_t f = 0; f < result.size(); ++f)
-        mine.push_back({first * k + static_cast<int64_t>(f), result[f].tokens, result[f].explanation, result[f].failed});
+        mine.push_back({my_flat[f / static_cast<size_t>(k)] + static_cast<int64_t>(f % static_cast<size_t>(k)),
+                        result[f].tokens, result[f].explanation, result[f].failed});
     }
   }
   std::vector<Sample> batch(static_cast<size_t>(total));

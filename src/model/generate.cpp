@@ -10,9 +10,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
+#include <memory>
 #include <string>
 
 #include "nla/core/error.hpp"
+#include "nla/model/cuda_graph.hpp"
 
 namespace nla::model {
 
@@ -92,6 +95,11 @@ bool device_sampling_from_environment() {
   return value != nullptr && std::string(value) == "1";
 }
 
+bool cuda_graphs_from_environment() {
+  const char* value = std::getenv("NLA_CUDA_GRAPHS");
+  return value != nullptr && std::string(value) == "1";
+}
+
 std::vector<int64_t> sample_tokens(const at::Tensor& logits, double temperature, double top_p,
                                    const std::vector<at::Generator*>& generators, bool on_device) {
   const int64_t b = logits.size(0);
@@ -127,133 +135,341 @@ std::vector<int64_t> sample_tokens(const at::Tensor& logits, double temperature,
   return index;
 }
 
+namespace {
+
+constexpr float kMasked = std::numeric_limits<float>::lowest();  // the attention bias of a key not to attend
+
+// The rows being decoded: every row has a slot in the KV cache and the attention bias, and
+// all rows write their next key at the same column (`cache.length`). A prompt that joins
+// later (continuous batching) is prefilled on its own and copied in right-aligned to that
+// column, the columns before it masked; position ids are each row's own, so where a row
+// sits in the cache changes no arithmetic of it. When the columns run out, every row's
+// live span moves left (compact_columns).
+class RunningBatch {
+ public:
+  RunningBatch(const Qwen2Model& model, const std::vector<GenerationPrompt>& prompts, const GenerationOptions& options)
+      : model_(model), prompts_(prompts), options_(options), device_(model.device()) {
+    for (const auto& prompt : prompts) {
+      const int64_t length = prompt.embeds.defined() ? prompt.embeds.size(0) : static_cast<int64_t>(prompt.ids.size());
+      NLA_CHECK(length > 0, "empty prompt");
+      lengths_.push_back(length);
+    }
+    longest_prompt_ = *std::max_element(lengths_.begin(), lengths_.end());
+  }
+
+  // Prefills `sequences` into a new batch of that many rows (left or right padding as the
+  // options say), padded to the longest prompt of all, so later prompts fit before its column.
+  // Returns the first tokens' logits or greedy ids.
+  ForwardOutput start(const std::vector<int64_t>& sequences, int64_t waiting) {
+    const int64_t b = static_cast<int64_t>(sequences.size());
+    // A refilled row needs up to max_new_tokens columns after its prompt; with prompts waiting
+    // there is room for as many again, so the columns are compacted at most every max_new_tokens steps.
+    const int64_t capacity = longest_prompt_ + options_.max_new_tokens * (waiting > 0 ? 2 : 1);
+    cache_ = model_.make_cache(b, capacity);
+    bias_ = at::full({b, 1, 1, capacity}, kMasked, at::TensorOptions().dtype(at::kFloat).device(device_));
+    sequence_ = sequences;
+    ForwardOutput out = prefill(sequences, longest_prompt_, options_.left_padding, &cache_, &first_column_);
+    for (int64_t row = 0; row < b; ++row)
+      bias_[row][0][0].narrow(0, first_column_[static_cast<size_t>(row)], lengths_[sequence(row)]).zero_();
+    return out;
+  }
+
+  // Prefills `sequences` into the rows `slots` (finished rows), right-aligned to the current column.
+  ForwardOutput refill(const std::vector<int64_t>& slots, const std::vector<int64_t>& sequences) {
+    int64_t width = 0;
+    for (int64_t sequence : sequences) width = std::max(width, lengths_[static_cast<size_t>(sequence)]);
+    KVCache fresh = model_.make_cache(static_cast<int64_t>(sequences.size()), width);
+    std::vector<int64_t> fresh_first;
+    ForwardOutput out = prefill(sequences, width, /*left_padding=*/true, &fresh, &fresh_first);
+    const int64_t column = cache_.length, begin = column - width;
+    NLA_CHECK(begin >= 0, "refill: prompt of ", width, " tokens before column ", column);
+    at::Tensor rows = at::tensor(slots, at::kLong).to(device_);
+    for (size_t l = 0; l < cache_.keys.size(); ++l) {
+      // Stale keys of the row's last sequence are masked, but zeroed: 0 * NaN would not be 0.
+      cache_.keys[l].narrow(2, 0, column).index_fill_(0, rows, 0);
+      cache_.values[l].narrow(2, 0, column).index_fill_(0, rows, 0);
+      cache_.keys[l].narrow(2, begin, width).index_copy_(0, rows, fresh.keys[l]);
+      cache_.values[l].narrow(2, begin, width).index_copy_(0, rows, fresh.values[l]);
+    }
+    bias_.index_fill_(0, rows, kMasked);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const int64_t row = slots[i], sequence = sequences[i];
+      sequence_[static_cast<size_t>(row)] = sequence;
+      first_column_[static_cast<size_t>(row)] = begin + fresh_first[i];
+      bias_[row][0][0].narrow(0, first_column_[static_cast<size_t>(row)], lengths_[static_cast<size_t>(sequence)]).zero_();
+    }
+    return out;
+  }
+
+  // One token for every row: `tokens[row]` at position `positions[row]`.
+  ForwardOutput step(const std::vector<int64_t>& tokens, const std::vector<int64_t>& positions) {
+    if (cache_.length == cache_.capacity) compact_columns();
+    const int64_t b = rows(), column = cache_.length;
+    bias_.narrow(3, column, 1).zero_();
+    if (static_shapes_) return static_step(tokens, positions);
+    ForwardInput input;
+    input.input_ids = at::tensor(tokens, at::kLong).to(device_).view({b, 1});
+    input.position_ids = at::tensor(positions, at::kLong).to(device_).view({b, 1});
+    input.attention_bias = bias_.narrow(3, 0, column + 1);
+    return model_.forward(input, forward_options(b, 0), &cache_);
+  }
+
+  // Drops rows (their cache and bias go with them); `keep` lists the rows that stay, in order.
+  void keep_rows(const std::vector<int64_t>& keep) {
+    at::Tensor index = at::tensor(keep, at::kLong).to(device_);
+    for (auto& key : cache_.keys) key = key.index_select(0, index);
+    for (auto& value : cache_.values) value = value.index_select(0, index);
+    bias_ = bias_.index_select(0, index);
+    std::vector<int64_t> sequence, first;
+    for (int64_t row : keep) {
+      sequence.push_back(sequence_[static_cast<size_t>(row)]);
+      first.push_back(first_column_[static_cast<size_t>(row)]);
+    }
+    sequence_ = std::move(sequence);
+    first_column_ = std::move(first);
+  }
+
+  // A finished row no longer holds columns: compaction may move past its keys.
+  void release(int64_t row) { first_column_[static_cast<size_t>(row)] = cache_.capacity; }
+
+  int64_t rows() const { return static_cast<int64_t>(sequence_.size()); }
+  bool static_shapes() const { return static_shapes_; }
+  size_t sequence(int64_t row) const { return static_cast<size_t>(sequence_[static_cast<size_t>(row)]); }
+  int64_t prompt_length(size_t sequence) const { return lengths_[sequence]; }
+
+ private:
+  // The options of a forward over `b` rows, logits (or greedy ids) at index `last` of each.
+  ForwardOptions forward_options(int64_t b, int64_t last) const {
+    ForwardOptions forward_options;
+    forward_options.steering = options_.steering;
+    forward_options.logits_index = at::full({b}, last, at::TensorOptions().dtype(at::kLong).device(device_));
+    forward_options.greedy_tokens = options_.temperature <= 0 && !options_.return_logits;
+    return forward_options;
+  }
+
+  // The prompts of `sequences` padded to `width` into `cache` (from column 0); first[i] is
+  // the column where prompt i begins. Logits (or greedy ids) at each prompt's last token.
+  ForwardOutput prefill(const std::vector<int64_t>& sequences, int64_t width, bool left_padding, KVCache* cache,
+                        std::vector<int64_t>* first) {
+    const int64_t b = static_cast<int64_t>(sequences.size()), c = model_.config().hidden_size;
+    at::Tensor embeds = at::zeros({b, width, c}, at::TensorOptions().dtype(model_.dtype()).device(device_));
+    at::Tensor mask = at::zeros({b, width}, at::TensorOptions().dtype(at::kLong).device(device_));
+    std::vector<int64_t> last_index, inject_batch, inject_position;
+    std::vector<at::Tensor> inject_vectors;
+    first->clear();
+    for (int64_t i = 0; i < b; ++i) {
+      const GenerationPrompt& prompt = prompts_[static_cast<size_t>(sequences[static_cast<size_t>(i)])];
+      const int64_t length = lengths_[static_cast<size_t>(sequences[static_cast<size_t>(i)])];
+      const int64_t offset = left_padding ? width - length : 0;
+      first->push_back(offset);
+      last_index.push_back(offset + length - 1);
+      at::Tensor e = prompt.embeds.defined()
+                         ? prompt.embeds.to(device_, model_.dtype())
+                         : model_.embed(at::tensor(prompt.ids, at::kLong).to(device_).unsqueeze(0)).squeeze(0);  // (L, C)
+      embeds[i].narrow(0, offset, length).copy_(e);
+      mask[i].narrow(0, offset, length).fill_(1);
+      for (const auto& [position, vector] : prompt.injections) {
+        NLA_CHECK(position >= 0 && position < length, "injection position ", position, " outside prompt of ", length);
+        inject_batch.push_back(i);
+        inject_position.push_back(offset + position);
+        inject_vectors.push_back(vector.reshape({c}));
+      }
+    }
+    ForwardInput input;
+    input.inputs_embeds = embeds;
+    input.attention_mask = mask;
+    if (!inject_vectors.empty()) {
+      input.injection.batch_index = at::tensor(inject_batch, at::kLong).to(device_);
+      input.injection.position = at::tensor(inject_position, at::kLong).to(device_);
+      input.injection.vectors = at::stack(inject_vectors).to(device_);
+    }
+    ForwardOptions forward_options = this->forward_options(b, 0);
+    forward_options.logits_index = at::tensor(last_index, at::kLong).to(device_);
+    return model_.forward(input, forward_options, cache);
+  }
+
+  // The decode step with the same tensors every time (the cache, the bias, the step's inputs
+  // and outputs), so one CUDA graph replays it: captured at the first step when asked for and
+  // the build has CUDA graphs, else run eagerly with the same shapes.
+  ForwardOutput static_step(const std::vector<int64_t>& tokens, const std::vector<int64_t>& positions) {
+    const int64_t b = rows();
+    if (!step_ids_.defined()) {
+      step_ids_ = at::zeros({b, 1}, at::TensorOptions().dtype(at::kLong).device(device_));
+      step_positions_ = at::zeros({b, 1}, at::TensorOptions().dtype(at::kLong).device(device_));
+      cache_.write_column = at::zeros({1}, at::TensorOptions().dtype(at::kLong).device(device_));
+    }
+    step_ids_.copy_(at::tensor(tokens, at::kLong).view({b, 1}));
+    step_positions_.copy_(at::tensor(positions, at::kLong).view({b, 1}));
+    cache_.write_column.fill_(cache_.length);
+    auto run = [this, b] {
+      ForwardInput input;
+      input.input_ids = step_ids_;
+      input.position_ids = step_positions_;
+      input.attention_bias = bias_;
+      step_out_ = model_.forward(input, forward_options(b, 0), &cache_);
+    };
+    if (graph_) {
+      graph_->replay();
+    } else if (options_.cuda_graphs && device_.is_cuda() && !capture_tried_) {
+      capture_tried_ = true;
+      graph_ = capture_cuda_graph(device_, run);
+      if (graph_) graph_->replay();  // the capture recorded the step without running it
+    } else {
+      run();
+    }
+    cache_.length += 1;
+    return step_out_;
+  }
+
+  // Moves every row's columns left by the first column any row still uses (its prompt's
+  // start), freeing that many columns at the end. Keys keep their rotary positions.
+  void compact_columns() {
+    const int64_t column = cache_.length;
+    const int64_t shift = *std::min_element(first_column_.begin(), first_column_.end());
+    NLA_CHECK(shift > 0, "generate: KV cache full (", column, " columns) and no column free");
+    const int64_t kept = column - shift;
+    for (auto* tensors : {&cache_.keys, &cache_.values})
+      for (auto& tensor : *tensors) tensor.narrow(2, 0, kept).copy_(tensor.narrow(2, shift, kept).clone());
+    bias_.narrow(3, 0, kept).copy_(bias_.narrow(3, shift, kept).clone());
+    bias_.narrow(3, kept, bias_.size(3) - kept).fill_(kMasked);
+    for (auto& first : first_column_) first -= shift;
+    cache_.length = kept;
+  }
+
+  const Qwen2Model& model_;
+  const std::vector<GenerationPrompt>& prompts_;
+  const GenerationOptions& options_;
+  const c10::Device device_;
+  std::vector<int64_t> lengths_;  // per prompt
+  int64_t longest_prompt_ = 0;
+  KVCache cache_;                    // (rows, KV, capacity, D) per block
+  at::Tensor bias_;                  // (rows, 1, 1, capacity) float: 0 where a row may attend
+  std::vector<int64_t> sequence_;    // per row: the prompt it decodes
+  std::vector<int64_t> first_column_;  // per row: where its prompt begins
+  // The static-shape decode step (static_step).
+  const bool static_shapes_ = options_.static_decode_step ||
+                              (options_.cuda_graphs && device_.is_cuda() && options_.steering.empty());
+  at::Tensor step_ids_, step_positions_;  // (rows, 1) int64
+  ForwardOutput step_out_;
+  std::unique_ptr<CapturedWork> graph_;
+  bool capture_tried_ = false;
+};
+
+// Each row's next token from a forward's output: its greedy ids, or sampled from its logits
+// with each sequence's own generator (`spare` for rows whose sequence has ended).
+std::vector<int64_t> next_tokens(const ForwardOutput& out, const GenerationOptions& options,
+                                 const std::vector<at::Generator*>& generators) {
+  if (out.next_tokens.defined()) {
+    at::Tensor ids = out.next_tokens.to(at::kCPU).contiguous();
+    return std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
+  }
+  return sample_tokens(out.logits, options.temperature, options.top_p, generators, options.device_sampling);
+}
+
+}  // namespace
+
 GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationPrompt>& prompts,
                           const GenerationOptions& options) {
   c10::InferenceMode inference;
-  const int64_t b = static_cast<int64_t>(prompts.size());
-  NLA_CHECK(b > 0, "no prompts");
-  NLA_CHECK(options.seeds.empty() || static_cast<int64_t>(options.seeds.size()) == b, "one seed per sequence");
+  const int64_t n = static_cast<int64_t>(prompts.size());
+  NLA_CHECK(n > 0, "no prompts");
+  NLA_CHECK(options.seeds.empty() || static_cast<int64_t>(options.seeds.size()) == n, "one seed per sequence");
   NLA_CHECK(options.max_new_tokens >= 1, "max_new_tokens >= 1");
-  const int64_t c = model.config().hidden_size;
-  const auto device = model.device();
-  const auto long_options = at::TensorOptions().dtype(at::kLong).device(device);
-
-  std::vector<int64_t> lengths;
-  for (const auto& prompt : prompts) {
-    int64_t length = prompt.embeds.defined() ? prompt.embeds.size(0) : static_cast<int64_t>(prompt.ids.size());
-    NLA_CHECK(length > 0, "empty prompt");
-    lengths.push_back(length);
-  }
-  const int64_t p = *std::max_element(lengths.begin(), lengths.end());
-  const int64_t capacity = p + options.max_new_tokens;
-
-  // Padded prompt embeddings (B, P, C), attention mask (B, capacity), injections.
-  at::Tensor embeds = at::zeros({b, p, c}, at::TensorOptions().dtype(model.dtype()).device(device));
-  at::Tensor mask = at::zeros({b, capacity}, long_options);
-  std::vector<int64_t> offsets, last_index;
-  std::vector<int64_t> inject_batch, inject_position;
-  std::vector<at::Tensor> inject_vectors;
-  for (int64_t i = 0; i < b; ++i) {
-    const GenerationPrompt& prompt = prompts[static_cast<size_t>(i)];
-    const int64_t length = lengths[static_cast<size_t>(i)];
-    const int64_t offset = options.left_padding ? p - length : 0;
-    offsets.push_back(offset);
-    last_index.push_back(offset + length - 1);
-    at::Tensor e = prompt.embeds.defined()
-                       ? prompt.embeds.to(device, model.dtype())
-                       : model.embed(at::tensor(prompt.ids, at::kLong).to(device).unsqueeze(0)).squeeze(0);  // (L, C)
-    embeds[i].narrow(0, offset, length).copy_(e);
-    mask[i].narrow(0, offset, length).fill_(1);
-    for (const auto& [position, vector] : prompt.injections) {
-      NLA_CHECK(position >= 0 && position < length, "injection position ", position, " outside prompt of ", length);
-      inject_batch.push_back(i);
-      inject_position.push_back(offset + position);
-      inject_vectors.push_back(vector.reshape({c}));
-    }
-  }
-
-  ForwardInput input;
-  input.inputs_embeds = embeds;
-  input.attention_mask = mask.narrow(1, 0, p);
-  if (!inject_vectors.empty()) {
-    input.injection.batch_index = at::tensor(inject_batch, at::kLong).to(device);
-    input.injection.position = at::tensor(inject_position, at::kLong).to(device);
-    input.injection.vectors = at::stack(inject_vectors).to(device);
-  }
-  ForwardOptions forward_options;
-  forward_options.steering = options.steering;
-  forward_options.logits_index = at::tensor(last_index, at::kLong).to(device);
-  KVCache cache = model.make_cache(b, capacity);
-  at::Tensor logits = model.forward(input, forward_options, &cache).logits;  // (B, V)
+  NLA_CHECK(options.max_batch >= 0, "max_batch >= 0");
+  const int64_t slots = options.max_batch > 0 ? std::min(options.max_batch, n) : n;
 
   std::vector<at::Generator> generators;
-  for (int64_t i = 0; i < b; ++i)
+  for (int64_t i = 0; i < n; ++i)
     generators.push_back(at::make_generator<at::CPUGeneratorImpl>(
         options.seeds.empty() ? options.seed + static_cast<uint64_t>(i) : options.seeds[static_cast<size_t>(i)]));
+  at::Generator spare = at::make_generator<at::CPUGeneratorImpl>(0);
   GenerationResult result;
-  result.tokens.resize(static_cast<size_t>(b));
-  result.finish_reasons.assign(static_cast<size_t>(b), "length");
-  std::vector<bool> finished(static_cast<size_t>(b), false);
-  // Rows still generating: position in the running batch -> sequence. Finished rows leave
-  // the batch (and the KV cache) once they are a quarter of it, so a rollout whose answers
-  // close early stops paying for them; every row's arithmetic is its own either way.
-  std::vector<int64_t> active(static_cast<size_t>(b));
-  for (int64_t i = 0; i < b; ++i) active[static_cast<size_t>(i)] = i;
-  forward_options.logits_index = at::zeros({b}, long_options);
-  for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    if (options.return_logits) {
-      at::Tensor full = at::zeros({b, logits.size(-1)}, logits.options().device(at::kCPU));
-      full.index_copy_(0, at::tensor(active, at::kLong), logits.to(at::kCPU));
-      result.step_logits.push_back(full);
-    }
-    const int64_t rows = static_cast<int64_t>(active.size());
-    std::vector<int64_t> next(static_cast<size_t>(rows), options.pad_token_id);
-    // Greedy stays on the device (only B ids travel to the host); sampling is batched.
+  result.tokens.resize(static_cast<size_t>(n));
+  result.finish_reasons.assign(static_cast<size_t>(n), "length");
+  std::vector<std::vector<at::Tensor>> logits_of(options.return_logits ? static_cast<size_t>(n) : 0);
+  std::vector<bool> finished(static_cast<size_t>(n), false);
+
+  RunningBatch batch(model, prompts, options);
+  std::vector<int64_t> first_sequences(static_cast<size_t>(slots));
+  for (int64_t i = 0; i < slots; ++i) first_sequences[static_cast<size_t>(i)] = i;
+  int64_t waiting = slots;  // the next prompt to start
+  ForwardOutput out = batch.start(first_sequences, n - slots);
+  std::vector<int64_t> rows_of_out(first_sequences.size());  // the rows `out` holds, in order
+  for (size_t i = 0; i < rows_of_out.size(); ++i) rows_of_out[i] = static_cast<int64_t>(i);
+  std::vector<int64_t> next(static_cast<size_t>(slots), options.pad_token_id), position(static_cast<size_t>(slots), 0);
+
+  while (true) {
+    // The new tokens of the rows in `out`: appended, stop tokens and the cap checked.
     std::vector<at::Generator*> row_generators;
-    for (int64_t row = 0; row < rows; ++row) row_generators.push_back(&generators[static_cast<size_t>(active[static_cast<size_t>(row)])]);
-    const std::vector<int64_t> picked = sample_tokens(logits, options.temperature, options.top_p, row_generators,
-                                                      options.device_sampling);
-    int64_t finished_rows = 0;
-    for (int64_t row = 0; row < rows; ++row) {
-      const size_t k = static_cast<size_t>(active[static_cast<size_t>(row)]);
-      if (finished[k]) {
-        ++finished_rows;
-        continue;
-      }
-      const int64_t token = picked[static_cast<size_t>(row)];
+    for (int64_t row : rows_of_out) {
+      const size_t sequence = batch.sequence(row);
+      row_generators.push_back(finished[sequence] ? &spare : &generators[sequence]);
+    }
+    const std::vector<int64_t> picked = next_tokens(out, options, row_generators);
+    for (size_t i = 0; i < rows_of_out.size(); ++i) {
+      const int64_t row = rows_of_out[i];
+      const size_t sequence = batch.sequence(row);
+      if (finished[sequence]) continue;
+      const int64_t token = picked[i];
+      auto& tokens = result.tokens[sequence];
+      tokens.push_back(token);
+      if (options.return_logits) logits_of[sequence].push_back(out.logits[static_cast<int64_t>(i)].to(at::kCPU));
       next[static_cast<size_t>(row)] = token;
-      result.tokens[k].push_back(token);
-      if (std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), token) !=
-          options.stop_token_ids.end()) {
-        finished[k] = true;
-        result.finish_reasons[k] = "stop";
-        ++finished_rows;
+      position[static_cast<size_t>(row)] = batch.prompt_length(sequence) + static_cast<int64_t>(tokens.size()) - 1;
+      if (std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), token) != options.stop_token_ids.end()) {
+        finished[sequence] = true;
+        result.finish_reasons[sequence] = "stop";
+      } else if (static_cast<int64_t>(tokens.size()) == options.max_new_tokens) {
+        finished[sequence] = true;
       }
+      if (finished[sequence]) batch.release(row);
     }
-    if (step + 1 == options.max_new_tokens || finished_rows == rows) break;
-    mask.narrow(1, p + step, 1).fill_(1);
-    if (finished_rows * 4 >= rows) {
-      std::vector<int64_t> keep_rows, keep_next;
-      std::vector<int64_t> still;
-      for (int64_t row = 0; row < rows; ++row) {
-        const int64_t sequence = active[static_cast<size_t>(row)];
-        if (finished[static_cast<size_t>(sequence)]) continue;
-        keep_rows.push_back(row);
-        keep_next.push_back(next[static_cast<size_t>(row)]);
-        still.push_back(sequence);
+    std::vector<int64_t> free_rows, live_rows;
+    for (int64_t row = 0; row < batch.rows(); ++row)
+      (finished[batch.sequence(row)] ? free_rows : live_rows).push_back(row);
+    // Finished rows take waiting prompts; their first tokens are picked before the next step.
+    if (!free_rows.empty() && waiting < n) {
+      std::vector<int64_t> slots_now, sequences;
+      for (int64_t row : free_rows) {
+        if (waiting == n) break;
+        slots_now.push_back(row);
+        sequences.push_back(waiting++);
       }
-      at::Tensor keep = at::tensor(keep_rows, at::kLong).to(device);
-      for (auto& key : cache.keys) key = key.index_select(0, keep);
-      for (auto& value : cache.values) value = value.index_select(0, keep);
-      mask = mask.index_select(0, keep);
-      active = std::move(still);
-      next = std::move(keep_next);
-      forward_options.logits_index = at::zeros({static_cast<int64_t>(active.size())}, long_options);
+      out = batch.refill(slots_now, sequences);
+      rows_of_out = slots_now;
+      continue;
     }
-    ForwardInput step_input;
-    step_input.input_ids = at::tensor(next, at::kLong).to(device).unsqueeze(1);  // (B, 1)
-    step_input.attention_mask = mask.narrow(1, 0, p + step + 1);
-    logits = model.forward(step_input, forward_options, &cache).logits;  // (B, V)
+    if (live_rows.empty()) break;
+    // Without prompts waiting, finished rows leave the batch once they are a quarter of it
+    // (not with static shapes: a replayed step keeps its batch).
+    if (!batch.static_shapes() && static_cast<int64_t>(free_rows.size()) * 4 >= batch.rows()) {
+      std::vector<int64_t> kept_next, kept_position;
+      for (int64_t row : live_rows) {
+        kept_next.push_back(next[static_cast<size_t>(row)]);
+        kept_position.push_back(position[static_cast<size_t>(row)]);
+      }
+      batch.keep_rows(live_rows);
+      next = std::move(kept_next);
+      position = std::move(kept_position);
+    }
+    out = batch.step(next, position);
+    rows_of_out.resize(static_cast<size_t>(batch.rows()));
+    for (int64_t row = 0; row < batch.rows(); ++row) rows_of_out[static_cast<size_t>(row)] = row;
+  }
+
+  if (options.return_logits) {  // step_logits[k] (N, V): row i's logits before its k-th new token
+    const int64_t vocab = model.config().vocab_size;
+    for (int64_t k = 0; k < options.max_new_tokens; ++k) {
+      at::Tensor step = at::zeros({n, vocab}, at::kFloat);
+      bool any = false;
+      for (int64_t i = 0; i < n; ++i)
+        if (static_cast<int64_t>(logits_of[static_cast<size_t>(i)].size()) > k) {
+          step[i].copy_(logits_of[static_cast<size_t>(i)][static_cast<size_t>(k)]);
+          any = true;
+        }
+      if (!any) break;
+      result.step_logits.push_back(step);
+    }
   }
   return result;
 }

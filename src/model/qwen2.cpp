@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "nla/core/error.hpp"
 #include "nla/model/qwen2.hpp"
@@ -71,9 +72,17 @@ namespace {
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias,
                      bool causal_only, bool fused) {
 #if TORCH_VERSION_MAJOR >= 2
-  if (fused) {
+  // One query per row (a decode step) stays on the folded path: it reads each cached key
+  // once, where the fused kernel with a mask needs the KV heads repeated, a copy of the
+  // whole cache per layer per step.
+  if (fused && q.size(2) > 1) {
     const int64_t b = k.size(0), kv = k.size(1), s = k.size(2), d = k.size(3), h = q.size(1);
-    // Repeat KV heads for the kernel (enable_gqa only exists from 2.5).
+#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 5
+    // Flash and cuDNN read grouped KV heads themselves, without a mask and in 16-bit types;
+    // with a mask or in fp32, enable_gqa would send the call to the math kernel.
+    if (causal_only && q.scalar_type() != at::kFloat && kv != h)
+      return at::scaled_dot_product_attention(q, k, v, c10::nullopt, 0.0, true, c10::nullopt, /*enable_gqa=*/true);
+#endif
     at::Tensor kr = k.unsqueeze(2).expand({b, kv, h / kv, s, d}).reshape({b, h, s, d});
     at::Tensor vr = v.unsqueeze(2).expand({b, kv, h / kv, s, d}).reshape({b, h, s, d});
     if (causal_only) return at::scaled_dot_product_attention(q, kr, vr, c10::nullopt, 0.0, true);
@@ -126,6 +135,10 @@ KVCache Qwen2Model::make_cache(int64_t batch, int64_t capacity) const {
   KVCache cache;
   cache.capacity = capacity;
   auto options = at::TensorOptions().dtype(dtype()).device(device());
+  auto [cos, sin] = rotary(at::arange(capacity, options.dtype(at::kLong)).unsqueeze(0), config_.head_dim(),
+                           config_.rope_theta, dtype());  // (1, 1, capacity, D)
+  cache.rotary_cos = cos.view({capacity, config_.head_dim()});
+  cache.rotary_sin = sin.view({capacity, config_.head_dim()});
   for (int64_t l = 0; l < num_loaded_layers(); ++l) {
     cache.keys.push_back(at::zeros({batch, config_.num_key_value_heads, capacity, config_.head_dim()}, options));
     cache.values.push_back(at::zeros({batch, config_.num_key_value_heads, capacity, config_.head_dim()}, options));
@@ -148,20 +161,33 @@ ForwardOutput Qwen2Model::forward(const ForwardInput& input, const ForwardOption
             .view({b, t, c});
 
   const int64_t past = cache ? cache->length : 0;
-  const int64_t s = past + t;
+  const bool static_step = cache && cache->write_column.defined();
+  if (static_step) NLA_CHECK(t == 1, "a static-shape decode step takes one token per row");
+  const int64_t s = static_step ? cache->capacity : past + t;
   if (cache) NLA_CHECK(s <= cache->capacity, "KV cache full: ", s, " > ", cache->capacity);
   at::Tensor mask = input.attention_mask;  // (B, S)
   if (mask.defined()) NLA_CHECK(mask.dim() == 2 && mask.size(0) == b && mask.size(1) == s, "attention_mask shape");
+  at::Tensor bias = input.attention_bias;  // (B, 1, T, S)
+  if (bias.defined())
+    NLA_CHECK(!mask.defined() && input.position_ids.defined() && bias.dim() == 4 && bias.size(0) == b &&
+                  bias.size(2) == t && bias.size(3) == s,
+              "attention_bias: (B, 1, T, S) with position_ids and without attention_mask");
 
   at::Tensor position_ids = input.position_ids;  // (B, T)
   if (!position_ids.defined()) position_ids = default_position_ids(mask, past, b, t, x.device());
-  auto [cos, sin] = rotary(position_ids, d, cfg.rope_theta, x.scalar_type());  // (B, 1, T, D)
+  at::Tensor cos, sin;  // (B, 1, T, D)
+  if (cache && cache->rotary_cos.defined()) {
+    at::Tensor flat = position_ids.reshape({-1});
+    cos = cache->rotary_cos.index_select(0, flat).view({b, 1, t, d});
+    sin = cache->rotary_sin.index_select(0, flat).view({b, 1, t, d});
+  } else {
+    std::tie(cos, sin) = rotary(position_ids, d, cfg.rope_theta, x.scalar_type());
+  }
 
   // Additive attention bias (B|1, 1, T, S): 0 where query i may see key j (j <= past + i and
   // j not padding), the lowest float elsewhere (finite, so fully padded rows stay finite).
-  at::Tensor bias;
-  const bool causal_only = !mask.defined() && past == 0 && t > 1;
-  if (mask.defined() || t > 1) {
+  const bool causal_only = !bias.defined() && !mask.defined() && past == 0 && t > 1;
+  if (!bias.defined() && (mask.defined() || t > 1)) {
     auto long_options = at::TensorOptions().dtype(at::kLong).device(x.device());
     at::Tensor query_pos = at::arange(past, s, long_options).unsqueeze(1);  // (T, 1)
     at::Tensor key_pos = at::arange(0, s, long_options).unsqueeze(0);       // (1, S)
@@ -183,7 +209,12 @@ ForwardOutput Qwen2Model::forward(const ForwardInput& input, const ForwardOption
     at::Tensor v = at::linear(h, w.v_proj_weight, w.v_proj_bias).view({b, t, n_kv, d}).transpose(1, 2);     // (B, KV, T, D)
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
-    if (cache) {
+    if (static_step) {  // the column comes from the device, so a replay writes the step's own
+      cache->keys[static_cast<size_t>(l)].index_copy_(2, cache->write_column, k);
+      cache->values[static_cast<size_t>(l)].index_copy_(2, cache->write_column, v);
+      k = cache->keys[static_cast<size_t>(l)];  // (B, KV, capacity, D)
+      v = cache->values[static_cast<size_t>(l)];
+    } else if (cache) {
       cache->keys[static_cast<size_t>(l)].narrow(2, past, t).copy_(k);
       cache->values[static_cast<size_t>(l)].narrow(2, past, t).copy_(v);
       k = cache->keys[static_cast<size_t>(l)].narrow(2, 0, s);  // (B, KV, S, D)
@@ -200,7 +231,7 @@ ForwardOutput Qwen2Model::forward(const ForwardInput& input, const ForwardOption
   }
   for (int64_t l : options.capture_layers)
     NLA_CHECK(out.captured.count(l), "capture layer ", l, " not computed (ran ", n_run, " blocks)");
-  if (cache) cache->length = s;
+  if (cache && !static_step) cache->length = s;
   out.hidden = x;
 
   const bool full_depth = n_run == cfg.num_hidden_layers;
@@ -217,7 +248,14 @@ ForwardOutput Qwen2Model::forward(const ForwardInput& input, const ForwardOption
     // The head has no bias, so logits / T = head(last / T).
     if (options.logit_temperature != 1.0) last = last / options.logit_temperature;
     const at::Tensor& head = weights_.lm_head.defined() ? weights_.lm_head : weights_.embed_tokens;
-    if (options.target_ids.defined()) {
+    if (options.greedy_tokens) {
+      NLA_CHECK(options.logits_index.defined() && options.logits_index.dim() == 1 && !options.target_ids.defined(),
+                "greedy_tokens needs a (B) logits_index");
+      // The argmax where the logits are: on a GPU only B ids leave the device, and inside a
+      // captured decode step nothing does. (On the CPU a chunked head + argmax that never wrote
+      // the (B, V) logits measured no faster: the GEMM's calls per chunk cost what it saved.)
+      out.next_tokens = at::linear(last, head).argmax(-1);  // (B)
+    } else if (options.target_ids.defined()) {
       NLA_CHECK(options.logits_index.defined() && options.target_ids.sizes() == options.logits_index.sizes(),
                 "target_ids must come with a logits_index of the same shape");
       out.token_logprobs = token_logprobs(last, head, options.target_ids);  // (B [, K])

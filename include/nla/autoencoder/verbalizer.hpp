@@ -34,7 +34,8 @@ struct VerbalizeOptions {
   // the text does not depend on the batch, the rank or the order of the call.
   uint64_t seed = 0;
   int64_t samples_per_activation = 1;  // K (GRPO's group size)
-  int64_t batch = 32;                  // sequences per generator call
+  int64_t batch = 32;                  // sequences decoded at once; a call's other sequences wait
+                                       // and take the rows that finish (continuous batching)
 };
 
 // The authors' cap on an AR input: a sample whose AR input is longer fails.
@@ -110,8 +111,12 @@ class Verbalizer {
 // layer, or when the store's width differs from the AV's d_model.
 int av_store_layer(const NlaMeta& meta, const std::string& av_dir, const store::ActivationStore& acts, int layer);
 
+// verbalize_store_rows reads this many batches of rows per generate call.
+constexpr int64_t kRowsPerBatchRead = 8;
+
 // Verbalizes `rows` of layer `layer` of a store, the ranks of `comm` sharing the work
-// (contiguous blocks of `rows`, read `options.batch` rows at a time); sample ids are the
+// (contiguous blocks of `rows`, read kRowsPerBatchRead * options.batch rows at a time, so
+// finished rows are refilled within a read); sample ids are the
 // row numbers, so the result is the same on any rank count. Collective over `comm`.
 // Returns on rank 0 every verbalization in the order of `rows` (K per row, i * K + j);
 // empty on the other ranks. Rank 0 shows progress of its own block under `progress_label`.

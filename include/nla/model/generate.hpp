@@ -2,6 +2,10 @@
 // (attention mask and position ids follow), greedy or temperature/top-p sampling with one
 // seed per sequence (a sequence's samples do not depend on its batch), stop tokens, a cap
 // on new tokens; prompts from token ids or from input embeddings, with injections.
+// Continuous batching: with max_batch below the number of prompts, that many rows decode at
+// once and a row that finishes takes the next waiting prompt, so a long list of prompts
+// (a GRPO rollout of activations x samples) keeps the batch full. A sequence's tokens do not
+// depend on max_batch or on which row it ran in.
 #pragma once
 
 #include <ATen/core/Generator.h>
@@ -17,9 +21,12 @@ namespace nla::model {
 
 // NLA_DEVICE_SAMPLING=1: sample on the logits' device (see docs/building.md, Runtime settings).
 bool device_sampling_from_environment();
+// NLA_CUDA_GRAPHS=1: a CUDA model's decode step is captured as a CUDA graph and replayed.
+bool cuda_graphs_from_environment();
 
 struct GenerationOptions {
   int64_t max_new_tokens = 32;
+  int64_t max_batch = 0;  // rows decoded at once; 0: every prompt in one batch
   double temperature = 0.0;  // 0: greedy
   double top_p = 1.0;
   std::vector<uint64_t> seeds;  // one per sequence; empty: seed + index
@@ -27,8 +34,14 @@ struct GenerationOptions {
   std::vector<int64_t> stop_token_ids;
   bool left_padding = true;
   int64_t pad_token_id = 0;  // fed for padding (masked out)
-  bool return_logits = false; // keep each step's (B, V) logits (tests)
+  bool return_logits = false; // keep the logits before each new token (tests)
   bool device_sampling = device_sampling_from_environment();  // see sample_tokens
+  // The decode step with static shapes (attention over the whole cache, the new keys written
+  // at a device-side column), captured as a CUDA graph on a CUDA model and replayed; rows then
+  // stay in the batch until it ends. Off by default until a GPU run has checked it; without
+  // steering only. static_decode_step alone runs those shapes eagerly, on any device (tests).
+  bool cuda_graphs = cuda_graphs_from_environment();
+  bool static_decode_step = false;
   std::vector<Steering> steering;  // applied in the prefill and every step (positions are position ids)
 };
 
@@ -43,7 +56,8 @@ struct GenerationPrompt {
 struct GenerationResult {
   std::vector<std::vector<int64_t>> tokens;  // new tokens per sequence (a stop token included)
   std::vector<std::string> finish_reasons;   // "stop" | "length"
-  std::vector<at::Tensor> step_logits;       // (B, V) per step, with return_logits
+  std::vector<at::Tensor> step_logits;       // with return_logits: [k] (N, V), row i's logits before its
+                                             // k-th new token (zeros once sequence i has ended)
 };
 
 GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationPrompt>& prompts,

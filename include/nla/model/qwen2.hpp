@@ -86,6 +86,9 @@ struct ForwardInput {
   at::Tensor inputs_embeds;   // (B, T, C)
   at::Tensor attention_mask;  // (B, S) 1 = token, 0 = padding, S = cached + T; undefined: all tokens
   at::Tensor position_ids;    // (B, T) int64; undefined: cumsum(mask) - 1 (pads at 0)
+  at::Tensor attention_bias;  // (B, 1, T, S) float, 0 = may attend, float's lowest = may not: instead of
+                              // attention_mask when the caller keeps it (generation's decode step);
+                              // position_ids must come with it
   Injection injection;
 };
 
@@ -122,6 +125,8 @@ struct ForwardOptions {
   double logit_temperature = 1.0;       // logits / T (and log-probs of softmax(logits / T)): a
                                         // sampler's tempered distribution (GRPO's rollouts)
   bool fused_attention = true;          // LibTorch 2.x: scaled_dot_product_attention
+  bool greedy_tokens = false;           // with a (B) logits_index: the argmax token of each row
+                                        // (ForwardOutput::next_tokens) instead of its logits
 };
 
 // The additive attention bias (0 or float's lowest) in `dtype`, finite there: what the fused
@@ -131,13 +136,21 @@ at::Tensor attention_bias_as(const at::Tensor& bias, c10::ScalarType dtype);
 struct ForwardOutput {
   at::Tensor logits;                      // (B, T, V), or (B, V) / (B, K, V) with logits_index; float32
   at::Tensor token_logprobs;              // with target_ids: log p(target), shaped as logits_index; float32
+  at::Tensor next_tokens;                 // with greedy_tokens: (B) int64 on the model's device
   at::Tensor hidden;                      // (B, T, C) residual after the last block run
   std::map<int64_t, at::Tensor> captured; // layer -> (B, T, C)
 };
 
-// Keys and values of every loaded block, preallocated to `capacity` positions.
+// Keys and values of every loaded block, preallocated to `capacity` positions, and the rotary
+// cos/sin of every position below it (a position id never exceeds its column), so a decode
+// step looks them up instead of computing them.
 struct KVCache {
   std::vector<at::Tensor> keys, values;  // per block (B, KV heads, capacity, head_dim)
+  at::Tensor rotary_cos, rotary_sin;     // (capacity, head_dim) in the model's dtype
+  // A decode step with static shapes (one a CUDA graph can replay): when defined, (1) int64 on
+  // the cache's device, the column this step's keys go to; attention then spans all `capacity`
+  // columns (the bias masks the unused ones) and `length` is the caller's to advance.
+  at::Tensor write_column;
   int64_t length = 0;                    // positions filled
   int64_t capacity = 0;
 };
