@@ -427,8 +427,10 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
     std::vector<int64_t> free_rows, live_rows;
     for (int64_t row = 0; row < batch.rows(); ++row)
       (finished[batch.sequence(row)] ? free_rows : live_rows).push_back(row);
-    // Finished rows take waiting prompts; their first tokens are picked before the next step.
-    if (!free_rows.empty() && waiting < n) {
+    // Finished rows take waiting prompts once they are a quarter of the batch (or no row is
+    // left), so prompts are prefilled a few at a time rather than one per step; their first
+    // tokens are picked before the next step.
+    if (!free_rows.empty() && waiting < n && (free_rows.size() * 4 >= static_cast<size_t>(batch.rows()) || live_rows.empty())) {
       std::vector<int64_t> slots_now, sequences;
       for (int64_t row : free_rows) {
         if (waiting == n) break;
@@ -442,7 +444,7 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
     if (live_rows.empty()) break;
     // Without prompts waiting, finished rows leave the batch once they are a quarter of it
     // (not with static shapes: a replayed step keeps its batch).
-    if (!batch.static_shapes() && static_cast<int64_t>(free_rows.size()) * 4 >= batch.rows()) {
+    if (waiting == n && !batch.static_shapes() && static_cast<int64_t>(free_rows.size()) * 4 >= batch.rows()) {
       std::vector<int64_t> kept_next, kept_position;
       for (int64_t row : live_rows) {
         kept_next.push_back(next[static_cast<size_t>(row)]);

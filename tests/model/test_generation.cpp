@@ -179,7 +179,7 @@ TEST_F(Generation, StopTokensEndSequencesSeparately) {
   }
 }
 
-// Continuous batching: 9 prompts of different lengths through 2 or 3 rows, sequences ending
+// Continuous batching: 9 prompts of different lengths through 2, 3 or 5 rows, sequences ending
 // at stop tokens at different steps, so rows are refilled mid-run and the cache's columns are
 // compacted (9 prompts x up to 10 tokens through 2 rows outrun 2 x 10 spare columns). Every
 // sequence's tokens (greedy and sampled) and logits equal those of one batch of all prompts,
@@ -207,7 +207,7 @@ TEST_F(Generation, ContinuousBatchingEqualsOneBatch) {
     for (const auto& reason : all_at_once.finish_reasons) stopped += reason == "stop" ? 1 : 0;
     ASSERT_GE(stopped, 2);
     ASSERT_LT(stopped, 9);  // some run to the cap
-    for (int64_t max_batch : {2, 3}) {
+    for (int64_t max_batch : {2, 3, 5}) {  // 5: two rows must be free before a refill
       options.max_batch = max_batch;
       auto refilled = nla::model::generate(model_, batch, options);
       EXPECT_EQ(refilled.tokens, all_at_once.tokens) << "max_batch " << max_batch;
@@ -233,6 +233,30 @@ TEST_F(Generation, ContinuousBatchingEqualsOneBatch) {
                   kCacheTolerance) << "static, max_batch " << max_batch << " step " << step;
     }
   }
+}
+
+// greedy_tokens (the ids generate takes when greedy, without logits): at::argmax of the
+// logits, the first index on a tie, and a NaN hidden state refused.
+TEST_F(Generation, GreedyTokensAreTheFirstArgmaxOfTheLogits) {
+  const int64_t vocab = model_.config().vocab_size;
+  at::manual_seed(3);
+  ForwardInput input;
+  input.input_ids = at::randint(vocab - 1, {4, 6}, at::kLong);  // never the last token, whose row changes below
+  ForwardOptions options;
+  options.logits_index = at::full({4}, 5, at::kLong);
+  at::Tensor logits = model_.forward(input, options).logits;  // (4, V)
+  options.greedy_tokens = true;
+  EXPECT_TRUE(at::equal(model_.forward(input, options).next_tokens, logits.argmax(-1)));
+  auto& weights = model_.weights();
+  at::Tensor& head = weights.lm_head.defined() ? weights.lm_head : weights.embed_tokens;
+  const int64_t best = logits[0].argmax().item<int64_t>();
+  ASSERT_LT(best, vocab - 1);
+  head[vocab - 1].copy_(head[best]);  // the last token ties row 0's best: the earlier index wins
+  EXPECT_EQ(model_.forward(input, options).next_tokens[0].item<int64_t>(), best);
+  ForwardInput broken;
+  broken.inputs_embeds = at::full({1, 2, model_.config().hidden_size}, std::numeric_limits<float>::quiet_NaN());
+  options.logits_index = at::full({1}, 1, at::kLong);
+  EXPECT_THROW(model_.forward(broken, options), nla::Error);
 }
 
 TEST_F(Generation, EmbeddingPromptsEqualIdPrompts) {
