@@ -219,7 +219,10 @@ if "gemm n=2048" in rows:
     sys.exit()
 sizes = [name.split()[0] for name in rows if name.startswith("B=") and name.endswith(" decode ms/step")]
 if sizes:  # generate: each batch size's decode rate and step time
-    print("; ".join("%s %.0f new tok/s, %.1f ms/step" % (b, value(b + " decode tokens/s"), value(b + " decode ms/step"))
+    def graph(b):  # the captured decode step's time, when the bench ran it (CUDA)
+        other = value(b + " decode ms/step with CUDA graph")
+        return "" if other is None else " (CUDA graph %.1f)" % other
+    print("; ".join("%s %.0f new tok/s, %.1f ms/step%s" % (b, value(b + " decode tokens/s"), value(b + " decode ms/step"), graph(b))
                     for b in sizes))
     sys.exit()
 headline = next(name for name in ("tokens/s", "tokens/s (fwd+bwd)") if name in rows)

@@ -175,6 +175,15 @@ void generate_rows(BenchReport& report, model::Qwen2Model& model, BenchOptions o
   report.rows.push_back({b + "decode tokens/s", decode_tokens / decode, "tok/s", "after the first token"});
   const double step_ms = decode * 1e3 / static_cast<double>(options.new_tokens - 1);
   report.rows.push_back({b + "decode ms/step", step_ms, "ms", "one new token for every row"});
+  if (model.device().is_cuda()) {  // the other way of the two: captured decode step (NLA_CUDA_GRAPHS)
+    const bool graphs = generation.cuda_graphs;
+    generation.cuda_graphs = !graphs;
+    timed(2);
+    const double other_ms = (timed(options.new_tokens) - timed(1)) * 1e3 / static_cast<double>(options.new_tokens - 1);
+    generation.cuda_graphs = graphs;
+    report.rows.push_back({b + (graphs ? "decode ms/step without CUDA graph" : "decode ms/step with CUDA graph"), other_ms,
+                           "ms", graphs ? "NLA_CUDA_GRAPHS unset" : "as NLA_CUDA_GRAPHS=1 (unverified until a GPU run)"});
+  }
   const DecodePhases phases = time_decode_phases(model, ids, options);
   report.rows.push_back({b + "decode step: blocks", phases.blocks_ms, "ms", "embedding + blocks, no final norm or LM head"});
   report.rows.push_back({b + "decode step: final norm + LM head", phases.forward_ms - phases.blocks_ms, "ms",
