@@ -1,6 +1,7 @@
 // nla bench generate: batched KV-cache generation (greedy, or sampled with --temperature) at each of
 // --batch-sizes (default 1, 32, 128; --batch N for one size), prompts of --seq-len tokens, --new-tokens
-// each (no stop token, so every sequence runs to the cap).
+// each (no stop token, so every sequence runs to the cap); then, at B = 32 (or the one size),
+// a rollout of 4 x B prompts ending at different steps, in batches and continuously batched.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -214,6 +215,57 @@ void generate_rows(BenchReport& report, model::Qwen2Model& model, BenchOptions o
   }
 }
 
+// Continuous batching: 4 x B prompts whose sampled continuations end at different steps
+// (each prompt's own token at a spread-out step is a stop token; sampled from a random model,
+// tokens hardly repeat, so each sequence ends at its own step), generated as 4 batches of
+// B one after another (a batch runs until its longest row ends) and as one call with
+// max_batch = B (a finished row takes the next prompt). Same tokens, timed best of repeats.
+void rollout_rows(BenchReport& report, const model::Qwen2Model& model, const BenchOptions& options, int64_t batch) {
+  const int64_t count = 4 * batch;
+  at::Tensor ids = at::randint(model.config().vocab_size, {count, options.seq_len}, at::kLong);
+  std::vector<model::GenerationPrompt> prompts;
+  for (int64_t i = 0; i < count; ++i) {
+    at::Tensor row = ids[i].contiguous();
+    prompts.push_back({std::vector<int64_t>(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + options.seq_len), {}, {}});
+  }
+  model::GenerationOptions generation;
+  generation.max_new_tokens = options.new_tokens;
+  generation.max_batch = batch;
+  generation.temperature = 1.0;  // prompt i's seed is i in both ways: the same samples
+  for (int64_t i = 0; i < count; ++i) generation.seeds.push_back(static_cast<uint64_t>(i));
+  const auto free_run = model::generate(model, prompts, generation);
+  for (int64_t i = 0; i < count; ++i) {  // prompt i would stop near step (i * 37) % new_tokens
+    const auto& tokens = free_run.tokens[static_cast<size_t>(i)];
+    generation.stop_token_ids.push_back(tokens[static_cast<size_t>((i * 37) % static_cast<int64_t>(tokens.size()))]);
+  }
+  model::GenerationResult continuous, batches;
+  const double continuous_s = best_seconds(options.repeats, model.device(), [&] {
+    continuous = model::generate(model, prompts, generation);
+  });
+  model::GenerationOptions fixed = generation;
+  fixed.max_batch = 0;
+  const double batches_s = best_seconds(options.repeats, model.device(), [&] {
+    batches = model::GenerationResult{};
+    for (int64_t first = 0; first < count; first += batch) {
+      std::vector<model::GenerationPrompt> part(prompts.begin() + first, prompts.begin() + first + batch);
+      fixed.seeds.assign(generation.seeds.begin() + first, generation.seeds.begin() + first + batch);
+      auto result = model::generate(model, part, fixed);
+      for (auto& tokens : result.tokens) batches.tokens.push_back(std::move(tokens));
+    }
+  });
+  if (batches.tokens != continuous.tokens) log_warn("continuous batching gave other tokens than fixed batches");
+  double tokens = 0;
+  for (const auto& sequence : continuous.tokens) tokens += static_cast<double>(sequence.size());
+  const std::string b = "B=" + std::to_string(batch) + " ";
+  const std::string shape = std::to_string(count) + " prompts of " + std::to_string(options.seq_len) +
+ ", sampled, stops spread over " + std::to_string(options.new_tokens) + " steps, " +
+                            std::to_string(static_cast<int64_t>(tokens)) + " new tokens";
+  report.rows.push_back({b + "rollout tokens/s, batches of B", tokens / batches_s, "tok/s", shape});
+  report.rows.push_back({b + "rollout tokens/s, continuous batching", tokens / continuous_s, "tok/s",
+                         "one call, max_batch = B: a finished row takes the next prompt"});
+  report.rows.push_back({b + "continuous / batches", batches_s / continuous_s, "x", "> 1: continuous batching faster"});
+}
+
 }  // namespace
 
 BenchReport bench_generate(const BenchOptions& options) {
@@ -224,6 +276,8 @@ BenchReport bench_generate(const BenchOptions& options) {
   const GemmPeak peak = gemm_peak_for(peaks, model.dtype(), at::globalContext().allowTF32CuBLAS());
   const std::vector<int64_t> sizes = options.batch_sizes.empty() ? std::vector<int64_t>{options.batch} : options.batch_sizes;
   for (int64_t batch : sizes) generate_rows(report, model, options, batch, peak);
+  for (int64_t batch : sizes)
+    if (batch == 32 || sizes.size() == 1) rollout_rows(report, model, options, batch);
   report.rows.push_back({"gemm peak (this run)", peak.gflops, "GFLOP/s", peak.note});
   report.rows.push_back({"peak memory (RSS)", peak_memory_mb(), "MB", "VmHWM after reset"});
   return report;
