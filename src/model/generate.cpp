@@ -201,14 +201,15 @@ class RunningBatch {
     return out;
   }
 
-  // One token for every row: `tokens[row]` at position `positions[row]`.
-  ForwardOutput step(const std::vector<int64_t>& tokens, const std::vector<int64_t>& positions) {
+  // One token for every row: `tokens[row]` (B) int64, on the host or on the model's device
+  // (a previous step's greedy ids, never read back), at position `positions[row]`.
+  ForwardOutput step(const at::Tensor& tokens, const std::vector<int64_t>& positions) {
     if (cache_.length == cache_.capacity) compact_columns();
     const int64_t b = rows(), column = cache_.length;
     bias_.narrow(3, column, 1).zero_();
     if (static_shapes_) return static_step(tokens, positions);
     ForwardInput input;
-    input.input_ids = at::tensor(tokens, at::kLong).to(device_).view({b, 1});
+    input.input_ids = tokens.to(device_).view({b, 1});
     input.position_ids = at::tensor(positions, at::kLong).to(device_).view({b, 1});
     input.attention_bias = bias_.narrow(3, 0, column + 1);
     return model_.forward(input, forward_options(b, 0), &cache_);
@@ -291,14 +292,14 @@ class RunningBatch {
   // The decode step with the same tensors every time (the cache, the bias, the step's inputs
   // and outputs), so one CUDA graph replays it: captured at the first step when asked for and
   // the build has CUDA graphs, else run eagerly with the same shapes.
-  ForwardOutput static_step(const std::vector<int64_t>& tokens, const std::vector<int64_t>& positions) {
+  ForwardOutput static_step(const at::Tensor& tokens, const std::vector<int64_t>& positions) {
     const int64_t b = rows();
     if (!step_ids_.defined()) {
       step_ids_ = at::zeros({b, 1}, at::TensorOptions().dtype(at::kLong).device(device_));
       step_positions_ = at::zeros({b, 1}, at::TensorOptions().dtype(at::kLong).device(device_));
       cache_.write_column = at::zeros({1}, at::TensorOptions().dtype(at::kLong).device(device_));
     }
-    step_ids_.copy_(at::tensor(tokens, at::kLong).view({b, 1}));
+    step_ids_.copy_(tokens.view({b, 1}));
     step_positions_.copy_(at::tensor(positions, at::kLong).view({b, 1}));
     cache_.write_column.fill_(cache_.length);
     auto run = [this, b] {
@@ -398,22 +399,17 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
   for (size_t i = 0; i < rows_of_out.size(); ++i) rows_of_out[i] = static_cast<int64_t>(i);
   std::vector<int64_t> next(static_cast<size_t>(slots), options.pad_token_id), position(static_cast<size_t>(slots), 0);
 
-  while (true) {
-    // The new tokens of the rows in `out`: appended, stop tokens and the cap checked.
-    std::vector<at::Generator*> row_generators;
-    for (int64_t row : rows_of_out) {
-      const size_t sequence = batch.sequence(row);
-      row_generators.push_back(finished[sequence] ? &spare : &generators[sequence]);
-    }
-    const std::vector<int64_t> picked = next_tokens(out, options, row_generators);
-    for (size_t i = 0; i < rows_of_out.size(); ++i) {
-      const int64_t row = rows_of_out[i];
+  // Appends each row's new token (rows[i] picked picked[i]); a sequence ends at a stop token
+  // or the cap, and tokens after its end (a deferred read-back ran past it) are dropped.
+  auto absorb = [&](const std::vector<int64_t>& rows, const std::vector<int64_t>& picked, const ForwardOutput* logits) {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int64_t row = rows[i];
       const size_t sequence = batch.sequence(row);
       if (finished[sequence]) continue;
       const int64_t token = picked[i];
       auto& tokens = result.tokens[sequence];
       tokens.push_back(token);
-      if (options.return_logits) logits_of[sequence].push_back(out.logits[static_cast<int64_t>(i)].to(at::kCPU));
+      if (logits != nullptr) logits_of[sequence].push_back(logits->logits[static_cast<int64_t>(i)].to(at::kCPU));
       next[static_cast<size_t>(row)] = token;
       position[static_cast<size_t>(row)] = batch.prompt_length(sequence) + static_cast<int64_t>(tokens.size()) - 1;
       if (std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), token) != options.stop_token_ids.end()) {
@@ -424,6 +420,23 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
       }
       if (finished[sequence]) batch.release(row);
     }
+  };
+  // The host's picks of a forward over `rows`: greedy ids, or sampled with each sequence's generator.
+  auto pick = [&](const std::vector<int64_t>& rows, const ForwardOutput& output) {
+    std::vector<at::Generator*> row_generators;
+    for (int64_t row : rows) {
+      const size_t sequence = batch.sequence(row);
+      row_generators.push_back(finished[sequence] ? &spare : &generators[sequence]);
+    }
+    absorb(rows, next_tokens(output, options, row_generators), options.return_logits ? &output : nullptr);
+  };
+  // Greedy on a GPU, the host reads the new ids back every `check_every` steps (one
+  // synchronisation), not every step: meanwhile each step's ids feed the next on the device.
+  const int64_t check_every = options.check_every > 0 ? options.check_every : (model.device().is_cuda() ? 8 : 1);
+  const bool deferred = check_every > 1 && options.temperature <= 0 && !options.return_logits;
+
+  pick(rows_of_out, out);
+  while (true) {
     std::vector<int64_t> free_rows, live_rows;
     for (int64_t row = 0; row < batch.rows(); ++row)
       (finished[batch.sequence(row)] ? free_rows : live_rows).push_back(row);
@@ -437,8 +450,7 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
         slots_now.push_back(row);
         sequences.push_back(waiting++);
       }
-      out = batch.refill(slots_now, sequences);
-      rows_of_out = slots_now;
+      pick(slots_now, batch.refill(slots_now, sequences));
       continue;
     }
     if (live_rows.empty()) break;
@@ -454,9 +466,30 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
       next = std::move(kept_next);
       position = std::move(kept_position);
     }
-    out = batch.step(next, position);
-    rows_of_out.resize(static_cast<size_t>(batch.rows()));
-    for (int64_t row = 0; row < batch.rows(); ++row) rows_of_out[static_cast<size_t>(row)] = row;
+    std::vector<int64_t> all_rows(static_cast<size_t>(batch.rows()));
+    for (int64_t row = 0; row < batch.rows(); ++row) all_rows[static_cast<size_t>(row)] = row;
+    if (!deferred) {
+      pick(all_rows, batch.step(at::tensor(next, at::kLong), position));
+      continue;
+    }
+    // Up to check_every steps, no further than the live row with the most tokens left.
+    int64_t window = 1;
+    for (int64_t row : live_rows)
+      window = std::max(window, options.max_new_tokens - static_cast<int64_t>(result.tokens[batch.sequence(row)].size()));
+    window = std::min(window, check_every);
+    std::vector<at::Tensor> ids;  // (B) per step, on the device
+    at::Tensor feed = at::tensor(next, at::kLong);
+    for (int64_t w = 0; w < window; ++w) {
+      ids.push_back(batch.step(feed, position).next_tokens.clone());  // a replayed graph reuses its output
+      feed = ids.back();
+      for (auto& p : position) ++p;
+    }
+    at::Tensor read_back = at::stack(ids, 1).to(at::kCPU).contiguous();  // (B, window): the one synchronisation
+    for (int64_t w = 0; w < window; ++w) {
+      at::Tensor column = read_back.select(1, w).contiguous();
+      absorb(all_rows, std::vector<int64_t>(column.data_ptr<int64_t>(), column.data_ptr<int64_t>() + column.numel()),
+             nullptr);
+    }
   }
 
   if (options.return_logits) {  // step_logits[k] (N, V): row i's logits before its k-th new token

@@ -1,7 +1,8 @@
 // Generation on the GPU: the decode step captured as a CUDA graph and replayed
 // (GenerationOptions::cuda_graphs, NLA_CUDA_GRAPHS=1) against the eager step on the same
 // device, greedy and sampled, with continuous batching (more prompts than rows, sequences
-// ending at stop tokens) and without; and the GPU's greedy tokens against the CPU's in fp32.
+// ending at stop tokens) and without; greedy ids read back every step against every 8 (the
+// GPU's default); and the GPU's greedy tokens against the CPU's in fp32.
 // The graph replays the eager step's kernels on the same tensors, so the tokens must be
 // identical. With NLA_GPU_TIER_DEVICE=cpu the "graph" runs are the static-shape step, eager.
 #include <ATen/ATen.h>
@@ -53,6 +54,9 @@ TEST(GpuGeneration, CudaGraphDecodeEqualsTheEagerStep) {
       const auto replayed = model::generate(model, batch, graph);
       EXPECT_EQ(replayed.tokens, expected.tokens) << "temperature " << temperature << " max_batch " << max_batch;
       EXPECT_EQ(replayed.finish_reasons, expected.finish_reasons);
+      model::GenerationOptions every_step = eager;  // greedy on a GPU reads ids back every 8 steps by default
+      every_step.check_every = 1;
+      EXPECT_EQ(model::generate(model, batch, every_step).tokens, expected.tokens) << "ids read back every step";
       if (temperature == 0 && max_batch == 0) {  // fp32 on both: the CPU's greedy tokens
         int64_t same = 0, total = 0;
         const auto cpu = model::generate(cpu_model, batch, eager);

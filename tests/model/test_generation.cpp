@@ -219,6 +219,11 @@ TEST_F(Generation, ContinuousBatchingEqualsOneBatch) {
       }
       options.return_logits = false;  // without logits: greedy ids straight from the forward
       EXPECT_EQ(nla::model::generate(model_, batch, options).tokens, all_at_once.tokens) << "max_batch " << max_batch;
+      options.check_every = 3;  // ids read back every 3 steps (a GPU's default is 8): stops found late
+      auto deferred = nla::model::generate(model_, batch, options);
+      EXPECT_EQ(deferred.tokens, all_at_once.tokens) << "check_every 3, max_batch " << max_batch;
+      EXPECT_EQ(deferred.finish_reasons, all_at_once.finish_reasons) << "check_every 3, max_batch " << max_batch;
+      options.check_every = 0;
       options.return_logits = true;
     }
     // The static-shape step a CUDA graph replays (attention over the whole cache, keys written
@@ -228,6 +233,11 @@ TEST_F(Generation, ContinuousBatchingEqualsOneBatch) {
       options.max_batch = max_batch;
       auto static_run = nla::model::generate(model_, batch, options);
       EXPECT_EQ(static_run.tokens, all_at_once.tokens) << "static, max_batch " << max_batch;
+      GenerationOptions deferred = options;  // as a GPU runs it: static step, ids read back every 8 steps
+      deferred.return_logits = false;
+      deferred.check_every = 8;
+      EXPECT_EQ(nla::model::generate(model_, batch, deferred).tokens, all_at_once.tokens)
+          << "static, check_every 8, max_batch " << max_batch;
       for (size_t step = 0; step < static_run.step_logits.size(); ++step)
         EXPECT_LE(nla::test::compare(static_run.step_logits[step], all_at_once.step_logits[step]).max_abs,
                   kCacheTolerance) << "static, max_batch " << max_batch << " step " << step;

@@ -27,6 +27,10 @@ bool cuda_graphs_from_environment();
 struct GenerationOptions {
   int64_t max_new_tokens = 32;
   int64_t max_batch = 0;  // rows decoded at once; 0: every prompt in one batch
+  // Greedy without logits: the host reads the new ids back every check_every steps (one
+  // synchronisation; the steps between feed each other's ids on the device), so a sequence
+  // may run up to check_every - 1 steps past its stop, which are dropped. 0: 8 on a GPU, 1 on the CPU.
+  int64_t check_every = 0;
   double temperature = 0.0;  // 0: greedy
   double top_p = 1.0;
   std::vector<uint64_t> seeds;  // one per sequence; empty: seed + index
