@@ -367,6 +367,99 @@ std::vector<int64_t> next_tokens(const ForwardOutput& out, const GenerationOptio
   return sample_tokens(out.logits, options.temperature, options.top_p, generators, options.device_sampling);
 }
 
+// What each sequence has generated: its tokens, whether it has ended (a stop token or the
+// cap), its seeded generator, and per row of the batch the next input and its position.
+class Sequences {
+ public:
+  Sequences(int64_t n, const GenerationOptions& options, int64_t rows) : options_(options) {
+    for (int64_t i = 0; i < n; ++i)
+      generators_.push_back(at::make_generator<at::CPUGeneratorImpl>(
+          options.seeds.empty() ? options.seed + static_cast<uint64_t>(i) : options.seeds[static_cast<size_t>(i)]));
+    result_.tokens.resize(static_cast<size_t>(n));
+    result_.finish_reasons.assign(static_cast<size_t>(n), "length");
+    finished_.assign(static_cast<size_t>(n), false);
+    if (options.return_logits) logits_.resize(static_cast<size_t>(n));
+    next.assign(static_cast<size_t>(rows), options.pad_token_id);
+    position.assign(static_cast<size_t>(rows), 0);
+  }
+
+  bool finished(size_t sequence) const { return finished_[sequence]; }
+  int64_t generated(size_t sequence) const { return static_cast<int64_t>(result_.tokens[sequence].size()); }
+
+  // The host's picks of a forward over `rows` of the batch: greedy ids, or sampled.
+  void pick(RunningBatch& batch, const std::vector<int64_t>& rows, const ForwardOutput& output) {
+    std::vector<at::Generator*> row_generators;
+    for (int64_t row : rows) {
+      const size_t sequence = batch.sequence(row);
+      row_generators.push_back(finished_[sequence] ? &spare_ : &generators_[sequence]);
+    }
+    absorb(batch, rows, next_tokens(output, options_, row_generators), options_.return_logits ? &output : nullptr);
+  }
+
+  // Appends rows[i]'s new token picked[i]; a sequence ends at a stop token or the cap, and
+  // tokens after its end (a deferred read-back ran past it) are dropped.
+  void absorb(RunningBatch& batch, const std::vector<int64_t>& rows, const std::vector<int64_t>& picked,
+              const ForwardOutput* with_logits) {
+    const auto& stops = options_.stop_token_ids;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int64_t row = rows[i];
+      const size_t sequence = batch.sequence(row);
+      if (finished_[sequence]) continue;
+      auto& tokens = result_.tokens[sequence];
+      tokens.push_back(picked[i]);
+      if (with_logits) logits_[sequence].push_back(with_logits->logits[static_cast<int64_t>(i)].to(at::kCPU));
+      next[static_cast<size_t>(row)] = picked[i];
+      position[static_cast<size_t>(row)] = batch.prompt_length(sequence) + static_cast<int64_t>(tokens.size()) - 1;
+      if (std::find(stops.begin(), stops.end(), picked[i]) != stops.end()) {
+        finished_[sequence] = true;
+        result_.finish_reasons[sequence] = "stop";
+      } else if (static_cast<int64_t>(tokens.size()) == options_.max_new_tokens) {
+        finished_[sequence] = true;
+      }
+      if (finished_[sequence]) batch.release(row);
+    }
+  }
+
+  // The rows that stay (in order) when the batch drops the others.
+  void keep_rows(const std::vector<int64_t>& rows) {
+    std::vector<int64_t> kept_next, kept_position;
+    for (int64_t row : rows) {
+      kept_next.push_back(next[static_cast<size_t>(row)]);
+      kept_position.push_back(position[static_cast<size_t>(row)]);
+    }
+    next = std::move(kept_next);
+    position = std::move(kept_position);
+  }
+
+  GenerationResult take_result(int64_t vocab) {
+    if (options_.return_logits) {  // step_logits[k] (N, V): row i's logits before its k-th new token
+      const int64_t n = static_cast<int64_t>(logits_.size());
+      for (int64_t k = 0; k < options_.max_new_tokens; ++k) {
+        at::Tensor step = at::zeros({n, vocab}, at::kFloat);
+        bool any = false;
+        for (int64_t i = 0; i < n; ++i)
+          if (static_cast<int64_t>(logits_[static_cast<size_t>(i)].size()) > k) {
+            step[i].copy_(logits_[static_cast<size_t>(i)][static_cast<size_t>(k)]);
+            any = true;
+          }
+        if (!any) break;
+        result_.step_logits.push_back(step);
+      }
+    }
+    return std::move(result_);
+  }
+
+  std::vector<int64_t> next, position;  // per row of the batch: the next input token and its position id
+
+ private:
+  const GenerationOptions& options_;
+  std::vector<at::Generator> generators_;  // per sequence
+  at::Generator spare_ = at::make_generator<at::CPUGeneratorImpl>(0);  // draws for rows already ended
+  GenerationResult result_;
+  std::vector<bool> finished_;
+  std::vector<std::vector<at::Tensor>> logits_;  // per sequence, with return_logits
+};
+
 }  // namespace
 
 GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationPrompt>& prompts,
@@ -376,109 +469,58 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
   NLA_CHECK(n > 0, "no prompts");
   NLA_CHECK(options.seeds.empty() || static_cast<int64_t>(options.seeds.size()) == n, "one seed per sequence");
   NLA_CHECK(options.max_new_tokens >= 1, "max_new_tokens >= 1");
-  NLA_CHECK(options.max_batch >= 0, "max_batch >= 0");
+  NLA_CHECK(options.max_batch >= 0 && options.check_every >= 0, "max_batch and check_every >= 0");
   const int64_t slots = options.max_batch > 0 ? std::min(options.max_batch, n) : n;
-
-  std::vector<at::Generator> generators;
-  for (int64_t i = 0; i < n; ++i)
-    generators.push_back(at::make_generator<at::CPUGeneratorImpl>(
-        options.seeds.empty() ? options.seed + static_cast<uint64_t>(i) : options.seeds[static_cast<size_t>(i)]));
-  at::Generator spare = at::make_generator<at::CPUGeneratorImpl>(0);
-  GenerationResult result;
-  result.tokens.resize(static_cast<size_t>(n));
-  result.finish_reasons.assign(static_cast<size_t>(n), "length");
-  std::vector<std::vector<at::Tensor>> logits_of(options.return_logits ? static_cast<size_t>(n) : 0);
-  std::vector<bool> finished(static_cast<size_t>(n), false);
-
-  RunningBatch batch(model, prompts, options);
-  std::vector<int64_t> first_sequences(static_cast<size_t>(slots));
-  for (int64_t i = 0; i < slots; ++i) first_sequences[static_cast<size_t>(i)] = i;
-  int64_t waiting = slots;  // the next prompt to start
-  ForwardOutput out = batch.start(first_sequences, n - slots);
-  std::vector<int64_t> rows_of_out(first_sequences.size());  // the rows `out` holds, in order
-  for (size_t i = 0; i < rows_of_out.size(); ++i) rows_of_out[i] = static_cast<int64_t>(i);
-  std::vector<int64_t> next(static_cast<size_t>(slots), options.pad_token_id), position(static_cast<size_t>(slots), 0);
-
-  // Appends each row's new token (rows[i] picked picked[i]); a sequence ends at a stop token
-  // or the cap, and tokens after its end (a deferred read-back ran past it) are dropped.
-  auto absorb = [&](const std::vector<int64_t>& rows, const std::vector<int64_t>& picked, const ForwardOutput* logits) {
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const int64_t row = rows[i];
-      const size_t sequence = batch.sequence(row);
-      if (finished[sequence]) continue;
-      const int64_t token = picked[i];
-      auto& tokens = result.tokens[sequence];
-      tokens.push_back(token);
-      if (logits != nullptr) logits_of[sequence].push_back(logits->logits[static_cast<int64_t>(i)].to(at::kCPU));
-      next[static_cast<size_t>(row)] = token;
-      position[static_cast<size_t>(row)] = batch.prompt_length(sequence) + static_cast<int64_t>(tokens.size()) - 1;
-      if (std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), token) != options.stop_token_ids.end()) {
-        finished[sequence] = true;
-        result.finish_reasons[sequence] = "stop";
-      } else if (static_cast<int64_t>(tokens.size()) == options.max_new_tokens) {
-        finished[sequence] = true;
-      }
-      if (finished[sequence]) batch.release(row);
-    }
-  };
-  // The host's picks of a forward over `rows`: greedy ids, or sampled with each sequence's generator.
-  auto pick = [&](const std::vector<int64_t>& rows, const ForwardOutput& output) {
-    std::vector<at::Generator*> row_generators;
-    for (int64_t row : rows) {
-      const size_t sequence = batch.sequence(row);
-      row_generators.push_back(finished[sequence] ? &spare : &generators[sequence]);
-    }
-    absorb(rows, next_tokens(output, options, row_generators), options.return_logits ? &output : nullptr);
-  };
   // Greedy on a GPU, the host reads the new ids back every `check_every` steps (one
-  // synchronisation), not every step: meanwhile each step's ids feed the next on the device.
+  // synchronisation); meanwhile each step's ids feed the next on the device.
   const int64_t check_every = options.check_every > 0 ? options.check_every : (model.device().is_cuda() ? 8 : 1);
   const bool deferred = check_every > 1 && options.temperature <= 0 && !options.return_logits;
 
-  pick(rows_of_out, out);
+  RunningBatch batch(model, prompts, options);
+  Sequences sequences(n, options, slots);
+  std::vector<int64_t> first(static_cast<size_t>(slots));
+  for (int64_t i = 0; i < slots; ++i) first[static_cast<size_t>(i)] = i;
+  int64_t waiting = slots;  // the next prompt to start
+  sequences.pick(batch, first, batch.start(first, n - slots));
+
   while (true) {
-    std::vector<int64_t> free_rows, live_rows;
-    for (int64_t row = 0; row < batch.rows(); ++row)
-      (finished[batch.sequence(row)] ? free_rows : live_rows).push_back(row);
-    // Finished rows take waiting prompts once they are a quarter of the batch (or no row is
-    // left), so prompts are prefilled a few at a time rather than one per step; their first
-    // tokens are picked before the next step.
-    if (!free_rows.empty() && waiting < n && (free_rows.size() * 4 >= static_cast<size_t>(batch.rows()) || live_rows.empty())) {
-      std::vector<int64_t> slots_now, sequences;
-      for (int64_t row : free_rows) {
-        if (waiting == n) break;
-        slots_now.push_back(row);
-        sequences.push_back(waiting++);
+    std::vector<int64_t> free_rows, live_rows, all_rows;
+    for (int64_t row = 0; row < batch.rows(); ++row) {
+      (sequences.finished(batch.sequence(row)) ? free_rows : live_rows).push_back(row);
+      all_rows.push_back(row);
+    }
+    // Refill: finished rows take waiting prompts once they are a quarter of the batch (or no
+    // row is left), so prompts are prefilled a few at a time; their first tokens are picked now.
+    if (!free_rows.empty() && waiting < n && (free_rows.size() * 4 >= all_rows.size() || live_rows.empty())) {
+      std::vector<int64_t> rows, starting;
+      for (size_t i = 0; i < free_rows.size() && waiting < n; ++i) {
+        rows.push_back(free_rows[i]);
+        starting.push_back(waiting++);
       }
-      pick(slots_now, batch.refill(slots_now, sequences));
+      sequences.pick(batch, rows, batch.refill(rows, starting));
       continue;
     }
     if (live_rows.empty()) break;
-    // Without prompts waiting, finished rows leave the batch once they are a quarter of it
-    // (not with static shapes: a replayed step keeps its batch).
-    if (waiting == n && !batch.static_shapes() && static_cast<int64_t>(free_rows.size()) * 4 >= batch.rows()) {
-      std::vector<int64_t> kept_next, kept_position;
-      for (int64_t row : live_rows) {
-        kept_next.push_back(next[static_cast<size_t>(row)]);
-        kept_position.push_back(position[static_cast<size_t>(row)]);
-      }
+    // Shrink: without prompts waiting, finished rows leave the batch once they are a quarter
+    // of it (not with static shapes: a replayed step keeps its batch).
+    if (waiting == n && !batch.static_shapes() && free_rows.size() * 4 >= all_rows.size()) {
       batch.keep_rows(live_rows);
-      next = std::move(kept_next);
-      position = std::move(kept_position);
-    }
-    std::vector<int64_t> all_rows(static_cast<size_t>(batch.rows()));
-    for (int64_t row = 0; row < batch.rows(); ++row) all_rows[static_cast<size_t>(row)] = row;
-    if (!deferred) {
-      pick(all_rows, batch.step(at::tensor(next, at::kLong), position));
+      sequences.keep_rows(live_rows);
       continue;
     }
-    // Up to check_every steps, no further than the live row with the most tokens left.
+    // Decode: one step, or (deferred) up to check_every steps, no further than the live row
+    // with the most tokens left, read back at once.
+    if (!deferred) {
+      sequences.pick(batch, all_rows, batch.step(at::tensor(sequences.next, at::kLong), sequences.position));
+      continue;
+    }
     int64_t window = 1;
     for (int64_t row : live_rows)
-      window = std::max(window, options.max_new_tokens - static_cast<int64_t>(result.tokens[batch.sequence(row)].size()));
+      window = std::max(window, options.max_new_tokens - sequences.generated(batch.sequence(row)));
     window = std::min(window, check_every);
     std::vector<at::Tensor> ids;  // (B) per step, on the device
-    at::Tensor feed = at::tensor(next, at::kLong);
+    at::Tensor feed = at::tensor(sequences.next, at::kLong);
+    std::vector<int64_t> position = sequences.position;
     for (int64_t w = 0; w < window; ++w) {
       ids.push_back(batch.step(feed, position).next_tokens.clone());  // a replayed graph reuses its output
       feed = ids.back();
@@ -487,26 +529,12 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
     at::Tensor read_back = at::stack(ids, 1).to(at::kCPU).contiguous();  // (B, window): the one synchronisation
     for (int64_t w = 0; w < window; ++w) {
       at::Tensor column = read_back.select(1, w).contiguous();
-      absorb(all_rows, std::vector<int64_t>(column.data_ptr<int64_t>(), column.data_ptr<int64_t>() + column.numel()),
-             nullptr);
+      sequences.absorb(batch, all_rows,
+                       std::vector<int64_t>(column.data_ptr<int64_t>(), column.data_ptr<int64_t>() + column.numel()),
+                       nullptr);
     }
   }
-
-  if (options.return_logits) {  // step_logits[k] (N, V): row i's logits before its k-th new token
-    const int64_t vocab = model.config().vocab_size;
-    for (int64_t k = 0; k < options.max_new_tokens; ++k) {
-      at::Tensor step = at::zeros({n, vocab}, at::kFloat);
-      bool any = false;
-      for (int64_t i = 0; i < n; ++i)
-        if (static_cast<int64_t>(logits_of[static_cast<size_t>(i)].size()) > k) {
-          step[i].copy_(logits_of[static_cast<size_t>(i)][static_cast<size_t>(k)]);
-          any = true;
-        }
-      if (!any) break;
-      result.step_logits.push_back(step);
-    }
-  }
-  return result;
+  return sequences.take_result(model.config().vocab_size);
 }
 
 }  // namespace nla::model
