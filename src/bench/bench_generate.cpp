@@ -258,7 +258,7 @@ void rollout_rows(BenchReport& report, const model::Qwen2Model& model, const Ben
   for (const auto& sequence : continuous.tokens) tokens += static_cast<double>(sequence.size());
   const std::string b = "B=" + std::to_string(batch) + " ";
   const std::string shape = std::to_string(count) + " prompts of " + std::to_string(options.seq_len) +
- ", sampled, stops spread over " + std::to_string(options.new_tokens) + " steps, " +
+                            ", sampled, stops spread over " + std::to_string(options.new_tokens) + " steps, " +
                             std::to_string(static_cast<int64_t>(tokens)) + " new tokens";
   report.rows.push_back({b + "rollout tokens/s, batches of B", tokens / batches_s, "tok/s", shape});
   report.rows.push_back({b + "rollout tokens/s, continuous batching", tokens / continuous_s, "tok/s",

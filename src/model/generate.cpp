@@ -139,6 +139,16 @@ namespace {
 
 constexpr float kMasked = std::numeric_limits<float>::lowest();  // the attention bias of a key not to attend
 
+// Whether the forward returns greedy ids (ForwardOptions::greedy_tokens) rather than logits.
+bool greedy_ids(const GenerationOptions& options) { return options.temperature <= 0 && !options.return_logits; }
+
+// values[row] for each of `rows`, in that order: a per-row vector after rows leave the batch.
+std::vector<int64_t> pick_rows(const std::vector<int64_t>& values, const std::vector<int64_t>& rows) {
+  std::vector<int64_t> picked;
+  for (int64_t row : rows) picked.push_back(values[static_cast<size_t>(row)]);
+  return picked;
+}
+
 // The rows being decoded: every row has a slot in the KV cache and the attention bias, and
 // all rows write their next key at the same column (`cache.length`). A prompt that joins
 // later (continuous batching) is prefilled on its own and copied in right-aligned to that
@@ -169,8 +179,7 @@ class RunningBatch {
     bias_ = at::full({b, 1, 1, capacity}, kMasked, at::TensorOptions().dtype(at::kFloat).device(device_));
     sequence_ = sequences;
     ForwardOutput out = prefill(sequences, longest_prompt_, options_.left_padding, &cache_, &first_column_);
-    for (int64_t row = 0; row < b; ++row)
-      bias_[row][0][0].narrow(0, first_column_[static_cast<size_t>(row)], lengths_[sequence(row)]).zero_();
+    for (int64_t row = 0; row < b; ++row) unmask_prompt(row);
     return out;
   }
 
@@ -196,7 +205,7 @@ class RunningBatch {
       const int64_t row = slots[i], sequence = sequences[i];
       sequence_[static_cast<size_t>(row)] = sequence;
       first_column_[static_cast<size_t>(row)] = begin + fresh_first[i];
-      bias_[row][0][0].narrow(0, first_column_[static_cast<size_t>(row)], lengths_[static_cast<size_t>(sequence)]).zero_();
+      unmask_prompt(row);
     }
     return out;
   }
@@ -212,7 +221,7 @@ class RunningBatch {
     input.input_ids = tokens.to(device_).view({b, 1});
     input.position_ids = at::tensor(positions, at::kLong).to(device_).view({b, 1});
     input.attention_bias = bias_.narrow(3, 0, column + 1);
-    return model_.forward(input, forward_options(b, 0), &cache_);
+    return model_.forward(input, forward_options(b), &cache_);
   }
 
   // Drops rows (their cache and bias go with them); `keep` lists the rows that stay, in order.
@@ -221,13 +230,8 @@ class RunningBatch {
     for (auto& key : cache_.keys) key = key.index_select(0, index);
     for (auto& value : cache_.values) value = value.index_select(0, index);
     bias_ = bias_.index_select(0, index);
-    std::vector<int64_t> sequence, first;
-    for (int64_t row : keep) {
-      sequence.push_back(sequence_[static_cast<size_t>(row)]);
-      first.push_back(first_column_[static_cast<size_t>(row)]);
-    }
-    sequence_ = std::move(sequence);
-    first_column_ = std::move(first);
+    sequence_ = pick_rows(sequence_, keep);
+    first_column_ = pick_rows(first_column_, keep);
   }
 
   // A finished row no longer holds columns: compaction may move past its keys.
@@ -239,13 +243,19 @@ class RunningBatch {
   int64_t prompt_length(size_t sequence) const { return lengths_[sequence]; }
 
  private:
-  // The options of a forward over `b` rows, logits (or greedy ids) at index `last` of each.
-  ForwardOptions forward_options(int64_t b, int64_t last) const {
+  // The options of a forward over `b` rows of one token each (a decode step): logits, or
+  // greedy ids, at that token. The prefill sets its own logits_index.
+  ForwardOptions forward_options(int64_t b) const {
     ForwardOptions forward_options;
     forward_options.steering = options_.steering;
-    forward_options.logits_index = at::full({b}, last, at::TensorOptions().dtype(at::kLong).device(device_));
-    forward_options.greedy_tokens = options_.temperature <= 0 && !options_.return_logits;
+    forward_options.logits_index = at::zeros({b}, at::TensorOptions().dtype(at::kLong).device(device_));
+    forward_options.greedy_tokens = greedy_ids(options_);
     return forward_options;
+  }
+
+  // Lets `row` attend to its prompt's columns (the columns after it open as it decodes).
+  void unmask_prompt(int64_t row) {
+    bias_[row][0][0].narrow(0, first_column_[static_cast<size_t>(row)], lengths_[sequence(row)]).zero_();
   }
 
   // The prompts of `sequences` padded to `width` into `cache` (from column 0); first[i] is
@@ -284,7 +294,7 @@ class RunningBatch {
       input.injection.position = at::tensor(inject_position, at::kLong).to(device_);
       input.injection.vectors = at::stack(inject_vectors).to(device_);
     }
-    ForwardOptions forward_options = this->forward_options(b, 0);
+    ForwardOptions forward_options = this->forward_options(b);
     forward_options.logits_index = at::tensor(last_index, at::kLong).to(device_);
     return model_.forward(input, forward_options, cache);
   }
@@ -307,7 +317,7 @@ class RunningBatch {
       input.input_ids = step_ids_;
       input.position_ids = step_positions_;
       input.attention_bias = bias_;
-      step_out_ = model_.forward(input, forward_options(b, 0), &cache_);
+      step_out_ = model_.forward(input, forward_options(b), &cache_);
     };
     if (graph_) {
       graph_->replay();
@@ -422,13 +432,8 @@ class Sequences {
 
   // The rows that stay (in order) when the batch drops the others.
   void keep_rows(const std::vector<int64_t>& rows) {
-    std::vector<int64_t> kept_next, kept_position;
-    for (int64_t row : rows) {
-      kept_next.push_back(next[static_cast<size_t>(row)]);
-      kept_position.push_back(position[static_cast<size_t>(row)]);
-    }
-    next = std::move(kept_next);
-    position = std::move(kept_position);
+    next = pick_rows(next, rows);
+    position = pick_rows(position, rows);
   }
 
   GenerationResult take_result(int64_t vocab) {
@@ -474,7 +479,7 @@ GenerationResult generate(const Qwen2Model& model, const std::vector<GenerationP
   // Greedy on a GPU, the host reads the new ids back every `check_every` steps (one
   // synchronisation); meanwhile each step's ids feed the next on the device.
   const int64_t check_every = options.check_every > 0 ? options.check_every : (model.device().is_cuda() ? 8 : 1);
-  const bool deferred = check_every > 1 && options.temperature <= 0 && !options.return_logits;
+  const bool deferred = check_every > 1 && greedy_ids(options);
 
   RunningBatch batch(model, prompts, options);
   Sequences sequences(n, options, slots);
