@@ -7,12 +7,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <string>
 #include <vector>
 
+#include "cpu_vector.hpp"
 #include "nla/core/error.hpp"
 
 namespace nla::model {
@@ -25,12 +24,7 @@ void refuse_non_finite(const std::vector<float>& maximum) {
               " (NaN or infinite hidden states)");
 }
 
-// One lane per batch row: kLanes floats, and int32 of the same width (a comparison's result).
-template <int kLanes>
-struct Lanes {
-  typedef float Float __attribute__((vector_size(kLanes * sizeof(float))));
-  typedef int32_t Int __attribute__((vector_size(kLanes * sizeof(int32_t))));
-};
+using cpu::Lanes;  // one lane per batch row
 
 // The running maximum and its index of every batch row (lane), over the head rows
 // [v_first, v_last): kRows head rows at a time times kGroups groups of kLanes batch rows, all
@@ -117,16 +111,14 @@ struct Kernel {
   int64_t lanes = 0;
 };
 
-// The kernels this CPU runs, widest first; none without AVX2 + FMA, or with NLA_HEAD_ARGMAX=0.
+// The kernels this CPU runs, widest first; none without AVX2 + FMA, or with NLA_CPU_KERNELS=0.
 const std::vector<Kernel>& kernels() {
   static const std::vector<Kernel> runnable = [] {
     std::vector<Kernel> found;
-    const char* setting = std::getenv("NLA_HEAD_ARGMAX");
-    if (setting && std::string(setting) == "0") return found;
+    if (!cpu::kernels_enabled()) return found;
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) found.push_back({scan_range_avx512, 16});
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) found.push_back({scan_range_avx2, 8});
+    if (cpu::has_avx512()) found.push_back({scan_range_avx512, 16});
+    if (cpu::has_avx2_fma()) found.push_back({scan_range_avx2, 8});
 #endif
     return found;
   }();

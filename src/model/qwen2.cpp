@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "nla/core/error.hpp"
+#include "nla/model/decode_attention.hpp"
 #include "nla/model/head_argmax.hpp"
 #include "nla/model/qwen2.hpp"
 #include "nla/model/token_logprobs.hpp"
@@ -74,6 +75,10 @@ namespace {
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias,
                      bool causal_only, bool fused) {
+  if (q.size(2) == 1 && q.is_cpu()) {  // a decode step on the CPU: the hand-written kernel where it runs
+    at::Tensor out = decode_attention_cpu(q, k, v, bias);
+    if (out.defined()) return out;
+  }
 #if TORCH_VERSION_MAJOR >= 2
   // One query per row (a decode step) stays on the folded path: it reads each cached key
   // once, where the fused kernel with a mask needs the KV heads repeated, a copy of the

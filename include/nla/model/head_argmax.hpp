@@ -28,7 +28,7 @@ at::Tensor argmax_rows_cpu(const at::Tensor& logits);
 // argmax_rows_cpu.
 at::Tensor head_argmax_cpu(const at::Tensor& hidden, const at::Tensor& head, int64_t lanes = 0);
 
-// The lane widths of the kernels this CPU runs, widest first (none with NLA_HEAD_ARGMAX=0).
+// The lane widths of the kernels this CPU runs, widest first (none with NLA_CPU_KERNELS=0).
 std::vector<int64_t> head_argmax_cpu_lanes();
 
 // Whether head_argmax_cpu (widest kernel) takes a batch of `batch` rows.

@@ -1,0 +1,208 @@
+// Attention of a decode step on the CPU (see decode_attention.hpp).
+#include "nla/model/decode_attention.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu_vector.hpp"
+#include "nla/core/error.hpp"
+
+namespace nla::model {
+
+namespace {
+
+using cpu::Lanes;  // lanes along the head dimension
+
+// The sum of a vector's lanes as a tree of halves, in registers (through memory, a wide store
+// read back as scalars stalls store forwarding).
+[[gnu::always_inline]] inline float lane_sum(Lanes<8>::Float x) {
+  typedef float Four __attribute__((vector_size(4 * sizeof(float))));
+  Four half = __builtin_shufflevector(x, x, 0, 1, 2, 3) + __builtin_shufflevector(x, x, 4, 5, 6, 7);
+  half += __builtin_shufflevector(half, half, 2, 3, 0, 1);
+  half += __builtin_shufflevector(half, half, 1, 0, 3, 2);
+  return half[0];
+}
+[[gnu::always_inline]] inline float lane_sum(Lanes<16>::Float x) {
+  return lane_sum(Lanes<8>::Float(__builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7) +
+                                  __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15)));
+}
+
+// a . b over n floats: kLanes at a time, the rest one by one.
+template <int kLanes>
+[[gnu::always_inline]] inline float dot(const float* a, const float* b, int64_t n) {
+  using Float = typename Lanes<kLanes>::Float;
+  Float acc = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Float x, y;
+    std::memcpy(&x, a + i, sizeof x);
+    std::memcpy(&y, b + i, sizeof y);
+    acc += x * y;
+  }
+  float sum = lane_sum(acc);
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// out[0, n) = sum_j weights[j] * x[j * n + (0, n)] over j in [0, count), in key order; kLanes of
+// the n columns at a time in a register, so the sums do not go through memory.
+template <int kLanes>
+[[gnu::always_inline]] inline void weighted_sum(float* out, const float* weights, const float* x, int64_t count,
+                                                int64_t n) {
+  using Float = typename Lanes<kLanes>::Float;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Float sum = {};
+    for (int64_t j = 0; j < count; ++j) {
+      Float y;
+      std::memcpy(&y, x + j * n + i, sizeof y);
+      sum += y * weights[j];
+    }
+    std::memcpy(out + i, &sum, sizeof sum);
+  }
+  for (; i < n; ++i) {
+    float sum = 0;
+    for (int64_t j = 0; j < count; ++j) sum += x[j * n + i] * weights[j];
+    out[i] = sum;
+  }
+}
+
+// The shapes and pointers of one call; pair p = (row b, KV head kv) = b * kv_heads + kv.
+struct Problem {
+  int64_t kv_heads, group, keys, head_dim;  // group: query heads per KV head
+  const float* q;                           // (B, H, D) contiguous
+  const float* k;                           // pair p's key j at k + b * k_batch + kv * k_head + j * D
+  const float* v;
+  int64_t k_batch, k_head, v_batch, v_head;
+  const float* bias;  // row b's at bias + b * bias_batch, or nullptr
+  int64_t bias_batch;
+  float scale;
+  float* scores;  // (B, H, S)
+  float* out;     // (B, H, D)
+};
+
+template <int kLanes>
+[[gnu::always_inline]] inline void scores_of_pairs(const Problem& P, int64_t first, int64_t last) {
+  for (int64_t p = first; p < last; ++p) {
+    const int64_t b = p / P.kv_heads, kv = p % P.kv_heads;
+    const float* keys = P.k + b * P.k_batch + kv * P.k_head;
+    const float* bias = P.bias ? P.bias + b * P.bias_batch : nullptr;
+    for (int64_t g = 0; g < P.group; ++g) {
+      const int64_t head = kv * P.group + g;
+      const float* query = P.q + (b * P.kv_heads * P.group + head) * P.head_dim;
+      float* row = P.scores + (b * P.kv_heads * P.group + head) * P.keys;
+      for (int64_t j = 0; j < P.keys; ++j) {
+        const float score = dot<kLanes>(query, keys + j * P.head_dim, P.head_dim) * P.scale;
+        row[j] = bias ? score + bias[j] : score;
+      }
+    }
+  }
+}
+
+template <int kLanes>
+[[gnu::always_inline]] inline void values_of_pairs(const Problem& P, const float* probs, int64_t first, int64_t last) {
+  for (int64_t p = first; p < last; ++p) {
+    const int64_t b = p / P.kv_heads, kv = p % P.kv_heads;
+    const float* values = P.v + b * P.v_batch + kv * P.v_head;
+    for (int64_t g = 0; g < P.group; ++g) {
+      const int64_t row = b * P.kv_heads * P.group + kv * P.group + g;
+      const float* weights = probs + row * P.keys;
+      weighted_sum<kLanes>(P.out + row * P.head_dim, weights, values, P.keys, P.head_dim);
+    }
+  }
+}
+
+using PairPass = void (*)(const Problem&, const float*, int64_t, int64_t);
+
+#if defined(__x86_64__)
+[[gnu::target("avx512f")]] void scores_avx512(const Problem& P, const float*, int64_t first, int64_t last) {
+  scores_of_pairs<16>(P, first, last);
+}
+[[gnu::target("avx512f")]] void values_avx512(const Problem& P, const float* probs, int64_t first, int64_t last) {
+  values_of_pairs<16>(P, probs, first, last);
+}
+[[gnu::target("avx2,fma")]] void scores_avx2(const Problem& P, const float*, int64_t first, int64_t last) {
+  scores_of_pairs<8>(P, first, last);
+}
+[[gnu::target("avx2,fma")]] void values_avx2(const Problem& P, const float* probs, int64_t first, int64_t last) {
+  values_of_pairs<8>(P, probs, first, last);
+}
+#endif
+
+struct Kernel {
+  PairPass scores = nullptr, values = nullptr;
+  int64_t lanes = 0;
+};
+
+const std::vector<Kernel>& kernels() {
+  static const std::vector<Kernel> runnable = [] {
+    std::vector<Kernel> found;
+    if (!cpu::kernels_enabled()) return found;
+#if defined(__x86_64__)
+    if (cpu::has_avx512()) found.push_back({scores_avx512, values_avx512, 16});
+    if (cpu::has_avx2_fma()) found.push_back({scores_avx2, values_avx2, 8});
+#endif
+    return found;
+  }();
+  return runnable;
+}
+
+bool contiguous_rows(const at::Tensor& x) { return x.stride(3) == 1 && x.stride(2) == x.size(3); }
+
+}  // namespace
+
+std::vector<int64_t> decode_attention_cpu_lanes() {
+  std::vector<int64_t> lanes;
+  for (const Kernel& kernel : kernels()) lanes.push_back(kernel.lanes);
+  return lanes;
+}
+
+at::Tensor decode_attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias,
+                                int64_t lanes) {
+  const Kernel* chosen = nullptr;
+  for (const Kernel& kernel : kernels())
+    if (!chosen && (lanes == 0 || kernel.lanes == lanes)) chosen = &kernel;
+  if (!chosen || q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || q.size(2) != 1) return {};
+  for (const at::Tensor* x : {&q, &k, &v})
+    if (!x->is_cpu() || x->scalar_type() != at::kFloat) return {};
+  const int64_t b = q.size(0), heads = q.size(1), d = q.size(3), kv_heads = k.size(1), s = k.size(2);
+  if (k.size(0) != b || v.sizes() != k.sizes() || k.size(3) != d || heads % kv_heads != 0 || !contiguous_rows(k) ||
+      !contiguous_rows(v))
+    return {};
+  if (bias.defined() && (!bias.is_cpu() || bias.scalar_type() != at::kFloat || bias.dim() != 4 ||
+                         (bias.size(0) != b && bias.size(0) != 1) || bias.size(2) != 1 || bias.size(3) != s ||
+                         bias.stride(3) != 1))
+    return {};
+
+  at::Tensor query = q.contiguous();
+  at::Tensor scores = at::empty({b, heads, s}, q.options());
+  at::Tensor out = at::empty({b, heads, 1, d}, q.options());
+  Problem problem{kv_heads,
+                  heads / kv_heads,
+                  s,
+                  d,
+                  query.data_ptr<float>(),
+                  k.data_ptr<float>(),
+                  v.data_ptr<float>(),
+                  k.stride(0),
+                  k.stride(1),
+                  v.stride(0),
+                  v.stride(1),
+                  bias.defined() ? bias.data_ptr<float>() : nullptr,
+                  bias.defined() && bias.size(0) == b ? bias.stride(0) : 0,
+                  static_cast<float>(1.0 / std::sqrt(static_cast<double>(d))),  // as mul_(1 / sqrt(d)) on floats
+                  scores.data_ptr<float>(),
+                  out.data_ptr<float>()};
+  const int64_t pairs = b * kv_heads;
+  at::parallel_for(0, pairs, 1, [&](int64_t first, int64_t last) { chosen->scores(problem, nullptr, first, last); });
+  at::Tensor probs = at::softmax(scores, -1).contiguous();
+  at::parallel_for(0, pairs, 1,
+                   [&](int64_t first, int64_t last) { chosen->values(problem, probs.data_ptr<float>(), first, last); });
+  return out;
+}
+
+}  // namespace nla::model
