@@ -52,6 +52,24 @@ else()
   set(NLA_TORCH_HAS_CUDA FALSE)
 endif()
 
+# ---- OpenMP, as LibTorch's own ops use it ------------------------------------
+# at::parallel_for is a header template: code of ours runs it on several threads only when
+# compiled with OpenMP (without, it is a plain loop). Link the OpenMP runtime libtorch_cpu
+# itself uses, so our parallel regions and ATen's share one thread pool: the pip wheels
+# bundle theirs (torch/lib/libgomp-<hash>.so.1), Debian's libtorch uses the system libgomp.
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+add_library(nla_openmp INTERFACE)
+file(GLOB _nla_torch_gomp "${TORCH_INSTALL_PREFIX}/lib/libgomp*.so*")
+if(_nla_torch_gomp)
+  list(GET _nla_torch_gomp 0 NLA_OPENMP_RUNTIME)
+  separate_arguments(_nla_openmp_flags UNIX_COMMAND "${OpenMP_CXX_FLAGS}")
+  target_compile_options(nla_openmp INTERFACE ${_nla_openmp_flags})
+  target_link_libraries(nla_openmp INTERFACE "${NLA_OPENMP_RUNTIME}")
+else()
+  set(NLA_OPENMP_RUNTIME "${OpenMP_CXX_LIBRARIES}")
+  target_link_libraries(nla_openmp INTERFACE OpenMP::OpenMP_CXX)
+endif()
+
 # ---- MPI --------------------------------------------------------------------
 set(MPI_CXX_SKIP_MPICXX ON)   # the deprecated C++ bindings break the link
 find_package(MPI REQUIRED COMPONENTS C CXX)

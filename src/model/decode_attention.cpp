@@ -4,8 +4,10 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "cpu_vector.hpp"
@@ -71,6 +73,35 @@ template <int kLanes>
   }
 }
 
+// exp(x) for x <= 0 (a softmax's scores less their maximum), kLanes at a time, within ~2 ulp:
+// x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts, Cody and Waite, so n * hi is exact), exp(r)
+// by Cephes' expf polynomial, 2^n built in the exponent bits. Below -87 (2^-126, float's
+// smallest normal) the result is exactly 0: a masked key, whose bias is float's lowest, weighs 0.
+// In place (a vector passed or returned by value changes the ABI between instruction sets).
+template <int kLanes>
+[[gnu::always_inline]] inline void exp_nonpositive(typename Lanes<kLanes>::Float& x) {
+  using Float = typename Lanes<kLanes>::Float;
+  using Int = typename Lanes<kLanes>::Int;
+  const Int underflow = x < -87.0f;
+  x = underflow ? Float{} - 87.0f : x;
+  const Float round_shift = Float{} + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  Float n = x * 1.44269504088896341f + round_shift;
+  n -= round_shift;
+  Float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  Float p = Float{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const Int bits = (__builtin_convertvector(n, Int) + 127) << 23;
+  Float two_to_n;
+  std::memcpy(&two_to_n, &bits, sizeof two_to_n);
+  x = underflow ? Float{} : p * two_to_n;
+}
+
 // The shapes and pointers of one call; pair p = (row b, KV head kv) = b * kv_heads + kv.
 struct Problem {
   int64_t kv_heads, group, keys, head_dim;  // group: query heads per KV head
@@ -81,60 +112,64 @@ struct Problem {
   const float* bias;  // row b's at bias + b * bias_batch, or nullptr
   int64_t bias_batch;
   float scale;
-  float* scores;  // (B, H, S)
-  float* out;     // (B, H, D)
+  float* out;  // (B, H, D)
 };
 
+// Pairs [first, last), each whole: for each of its query heads the scores against every key,
+// their softmax, and the values weighted by it (summed in key order, divided by the
+// softmax's sum at the end). One pass per pair: a thread never waits on another mid-block.
 template <int kLanes>
-[[gnu::always_inline]] inline void scores_of_pairs(const Problem& P, int64_t first, int64_t last) {
+[[gnu::always_inline]] inline void attend_pairs(const Problem& P, int64_t first, int64_t last) {
+  using Float = typename Lanes<kLanes>::Float;
+  const int64_t padded = (P.keys + kLanes - 1) / kLanes * kLanes;
+  std::vector<float> weights(static_cast<size_t>(padded));  // of one query head
   for (int64_t p = first; p < last; ++p) {
     const int64_t b = p / P.kv_heads, kv = p % P.kv_heads;
     const float* keys = P.k + b * P.k_batch + kv * P.k_head;
+    const float* values = P.v + b * P.v_batch + kv * P.v_head;
     const float* bias = P.bias ? P.bias + b * P.bias_batch : nullptr;
     for (int64_t g = 0; g < P.group; ++g) {
-      const int64_t head = kv * P.group + g;
-      const float* query = P.q + (b * P.kv_heads * P.group + head) * P.head_dim;
-      float* row = P.scores + (b * P.kv_heads * P.group + head) * P.keys;
-      for (int64_t j = 0; j < P.keys; ++j) {
-        const float score = dot<kLanes>(query, keys + j * P.head_dim, P.head_dim) * P.scale;
-        row[j] = bias ? score + bias[j] : score;
-      }
-    }
-  }
-}
-
-template <int kLanes>
-[[gnu::always_inline]] inline void values_of_pairs(const Problem& P, const float* probs, int64_t first, int64_t last) {
-  for (int64_t p = first; p < last; ++p) {
-    const int64_t b = p / P.kv_heads, kv = p % P.kv_heads;
-    const float* values = P.v + b * P.v_batch + kv * P.v_head;
-    for (int64_t g = 0; g < P.group; ++g) {
       const int64_t row = b * P.kv_heads * P.group + kv * P.group + g;
-      const float* weights = probs + row * P.keys;
-      weighted_sum<kLanes>(P.out + row * P.head_dim, weights, values, P.keys, P.head_dim);
+      const float* query = P.q + row * P.head_dim;
+      float maximum = std::numeric_limits<float>::lowest();
+      for (int64_t j = 0; j < P.keys; ++j) {
+        float score = dot<kLanes>(query, keys + j * P.head_dim, P.head_dim) * P.scale;
+        if (bias) score += bias[j];
+        weights[static_cast<size_t>(j)] = score;
+        maximum = score > maximum ? score : maximum;
+      }
+      // The padding past the keys holds float's lowest, so it weighs 0.
+      std::fill(weights.begin() + P.keys, weights.end(), std::numeric_limits<float>::lowest());
+      Float total = {};
+      for (int64_t j = 0; j < padded; j += kLanes) {
+        Float w;
+        std::memcpy(&w, &weights[static_cast<size_t>(j)], sizeof w);
+        w -= maximum;
+        exp_nonpositive<kLanes>(w);
+        std::memcpy(&weights[static_cast<size_t>(j)], &w, sizeof w);
+        total += w;
+      }
+      float* out = P.out + row * P.head_dim;
+      weighted_sum<kLanes>(out, weights.data(), values, P.keys, P.head_dim);
+      const float inverse = 1.0f / lane_sum(total);
+      for (int64_t i = 0; i < P.head_dim; ++i) out[i] *= inverse;
     }
   }
 }
 
-using PairPass = void (*)(const Problem&, const float*, int64_t, int64_t);
+using PairPass = void (*)(const Problem&, int64_t, int64_t);
 
 #if defined(__x86_64__)
-[[gnu::target("avx512f")]] void scores_avx512(const Problem& P, const float*, int64_t first, int64_t last) {
-  scores_of_pairs<16>(P, first, last);
+[[gnu::target("avx512f")]] void attend_avx512(const Problem& P, int64_t first, int64_t last) {
+  attend_pairs<16>(P, first, last);
 }
-[[gnu::target("avx512f")]] void values_avx512(const Problem& P, const float* probs, int64_t first, int64_t last) {
-  values_of_pairs<16>(P, probs, first, last);
-}
-[[gnu::target("avx2,fma")]] void scores_avx2(const Problem& P, const float*, int64_t first, int64_t last) {
-  scores_of_pairs<8>(P, first, last);
-}
-[[gnu::target("avx2,fma")]] void values_avx2(const Problem& P, const float* probs, int64_t first, int64_t last) {
-  values_of_pairs<8>(P, probs, first, last);
+[[gnu::target("avx2,fma")]] void attend_avx2(const Problem& P, int64_t first, int64_t last) {
+  attend_pairs<8>(P, first, last);
 }
 #endif
 
 struct Kernel {
-  PairPass scores = nullptr, values = nullptr;
+  PairPass attend = nullptr;
   int64_t lanes = 0;
 };
 
@@ -143,8 +178,8 @@ const std::vector<Kernel>& kernels() {
     std::vector<Kernel> found;
     if (!cpu::kernels_enabled()) return found;
 #if defined(__x86_64__)
-    if (cpu::has_avx512()) found.push_back({scores_avx512, values_avx512, 16});
-    if (cpu::has_avx2_fma()) found.push_back({scores_avx2, values_avx2, 8});
+    if (cpu::has_avx512()) found.push_back({attend_avx512, 16});
+    if (cpu::has_avx2_fma()) found.push_back({attend_avx2, 8});
 #endif
     return found;
   }();
@@ -179,29 +214,23 @@ at::Tensor decode_attention_cpu(const at::Tensor& q, const at::Tensor& k, const 
     return {};
 
   at::Tensor query = q.contiguous();
-  at::Tensor scores = at::empty({b, heads, s}, q.options());
   at::Tensor out = at::empty({b, heads, 1, d}, q.options());
-  Problem problem{kv_heads,
-                  heads / kv_heads,
-                  s,
-                  d,
-                  query.data_ptr<float>(),
-                  k.data_ptr<float>(),
-                  v.data_ptr<float>(),
-                  k.stride(0),
-                  k.stride(1),
-                  v.stride(0),
-                  v.stride(1),
-                  bias.defined() ? bias.data_ptr<float>() : nullptr,
-                  bias.defined() && bias.size(0) == b ? bias.stride(0) : 0,
-                  static_cast<float>(1.0 / std::sqrt(static_cast<double>(d))),  // as mul_(1 / sqrt(d)) on floats
-                  scores.data_ptr<float>(),
-                  out.data_ptr<float>()};
-  const int64_t pairs = b * kv_heads;
-  at::parallel_for(0, pairs, 1, [&](int64_t first, int64_t last) { chosen->scores(problem, nullptr, first, last); });
-  at::Tensor probs = at::softmax(scores, -1).contiguous();
-  at::parallel_for(0, pairs, 1,
-                   [&](int64_t first, int64_t last) { chosen->values(problem, probs.data_ptr<float>(), first, last); });
+  const Problem problem{kv_heads,
+                        heads / kv_heads,
+                        s,
+                        d,
+                        query.data_ptr<float>(),
+                        k.data_ptr<float>(),
+                        v.data_ptr<float>(),
+                        k.stride(0),
+                        k.stride(1),
+                        v.stride(0),
+                        v.stride(1),
+                        bias.defined() ? bias.data_ptr<float>() : nullptr,
+                        bias.defined() && bias.size(0) == b ? bias.stride(0) : 0,
+                        static_cast<float>(1.0 / std::sqrt(static_cast<double>(d))),  // as mul_(1 / sqrt(d)) on floats
+                        out.data_ptr<float>()};
+  at::parallel_for(0, b * kv_heads, 1, [&](int64_t first, int64_t last) { chosen->attend(problem, first, last); });
   return out;
 }
 
