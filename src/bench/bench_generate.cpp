@@ -253,7 +253,18 @@ void rollout_rows(BenchReport& report, const model::Qwen2Model& model, const Ben
       for (auto& tokens : result.tokens) batches.tokens.push_back(std::move(tokens));
     }
   });
-  if (batches.tokens != continuous.tokens) log_warn("continuous batching gave other tokens than fixed batches");
+  int64_t differing = 0, first_difference = -1;
+  for (size_t i = 0; i < continuous.tokens.size() && i < batches.tokens.size(); ++i) {
+    const auto& a = continuous.tokens[i];
+    const auto& b = batches.tokens[i];
+    if (a == b) continue;
+    ++differing;
+    const auto at = std::mismatch(a.begin(), a.end(), b.begin(), b.end()).first - a.begin();
+    if (first_difference < 0 || at < first_difference) first_difference = at;
+  }
+  if (differing > 0)
+    log_warn("continuous batching gave other tokens than fixed batches in %lld of %lld sequences (earliest at token %lld)",
+             static_cast<long long>(differing), static_cast<long long>(count), static_cast<long long>(first_difference));
   double tokens = 0;
   for (const auto& sequence : continuous.tokens) tokens += static_cast<double>(sequence.size());
   const std::string b = "B=" + std::to_string(batch) + " ";

@@ -63,7 +63,7 @@ std::string RunContext::provenance_json() const {
   // which kernel computes (sampling, AdamW: the same results within rounding): null where unset.
   nlohmann::json environment = nlohmann::json::object();
   for (const char* name : {"OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT",
-                           "GLIBC_TUNABLES", "CUDA_VISIBLE_DEVICES", "NLA_DEVICE_SAMPLING", "NLA_CUDA_GRAPHS",
+                           "GLIBC_TUNABLES", "CUDA_VISIBLE_DEVICES", "NLA_DEVICE_SAMPLING", "NLA_CUDA_GRAPHS", "NLA_CPU_KERNELS",
                            "NLA_ADAMW_KERNEL"}) {
     const char* value = std::getenv(name);
     environment[name] = value != nullptr ? nlohmann::json(value) : nlohmann::json(nullptr);

@@ -4,8 +4,8 @@
 // batched matmuls of (B x KV heads) small matrices, one GEMM call each, plus a handful of
 // elementwise passes; at the tiny preset (B = 32, ~600 cached positions, 2 threads) that was
 // 3.5 of the 4.3 ms the blocks of a step took, for 5 MFLOP of arithmetic. Here each (row, KV
-// head) pair is one task: the scores of its query heads against each cached key, one softmax
-// over all rows (at::softmax), and the values summed in key order, so masked keys (weight
+// head) pair is one task, done whole by one thread: the scores of its query heads against each
+// cached key, their softmax, and the values summed in key order, so masked keys (weight
 // exactly 0) leave the sums unchanged.
 #pragma once
 
