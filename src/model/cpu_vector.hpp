@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace nla::model::cpu {
 
@@ -37,5 +38,38 @@ inline bool has_avx2_fma() {
 inline bool has_avx512() { return false; }
 inline bool has_avx2_fma() { return false; }
 #endif
+
+// One instruction set's build of a kernel, Fn a function pointer, and its vector width.
+template <typename Fn>
+struct Variant {
+  Fn run = nullptr;
+  int64_t lanes = 0;
+};
+
+// The variants this CPU runs, widest first (nullptr: not built for this architecture); none
+// with NLA_CPU_KERNELS=0.
+template <typename Fn>
+std::vector<Variant<Fn>> runnable_variants(Fn avx512, Fn avx2) {
+  std::vector<Variant<Fn>> found;
+  if (!kernels_enabled()) return found;
+  if (avx512 && has_avx512()) found.push_back({avx512, 16});
+  if (avx2 && has_avx2_fma()) found.push_back({avx2, 8});
+  return found;
+}
+
+// The variant of `lanes` lanes (0: the widest), or nullptr.
+template <typename Fn>
+const Variant<Fn>* variant_with(const std::vector<Variant<Fn>>& variants, int64_t lanes) {
+  for (const Variant<Fn>& variant : variants)
+    if (lanes == 0 || variant.lanes == lanes) return &variant;
+  return nullptr;
+}
+
+template <typename Fn>
+std::vector<int64_t> lane_widths(const std::vector<Variant<Fn>>& variants) {
+  std::vector<int64_t> widths;
+  for (const Variant<Fn>& variant : variants) widths.push_back(variant.lanes);
+  return widths;
+}
 
 }  // namespace nla::model::cpu

@@ -166,23 +166,15 @@ using PairPass = void (*)(const Problem&, int64_t, int64_t);
 [[gnu::target("avx2,fma")]] void attend_avx2(const Problem& P, int64_t first, int64_t last) {
   attend_pairs<8>(P, first, last);
 }
+constexpr PairPass kAttendAvx512 = attend_avx512, kAttendAvx2 = attend_avx2;
+#else
+constexpr PairPass kAttendAvx512 = nullptr, kAttendAvx2 = nullptr;
 #endif
 
-struct Kernel {
-  PairPass attend = nullptr;
-  int64_t lanes = 0;
-};
+using Kernel = cpu::Variant<PairPass>;
 
 const std::vector<Kernel>& kernels() {
-  static const std::vector<Kernel> runnable = [] {
-    std::vector<Kernel> found;
-    if (!cpu::kernels_enabled()) return found;
-#if defined(__x86_64__)
-    if (cpu::has_avx512()) found.push_back({attend_avx512, 16});
-    if (cpu::has_avx2_fma()) found.push_back({attend_avx2, 8});
-#endif
-    return found;
-  }();
+  static const std::vector<Kernel> runnable = cpu::runnable_variants(kAttendAvx512, kAttendAvx2);
   return runnable;
 }
 
@@ -190,17 +182,11 @@ bool contiguous_rows(const at::Tensor& x) { return x.stride(3) == 1 && x.stride(
 
 }  // namespace
 
-std::vector<int64_t> decode_attention_cpu_lanes() {
-  std::vector<int64_t> lanes;
-  for (const Kernel& kernel : kernels()) lanes.push_back(kernel.lanes);
-  return lanes;
-}
+std::vector<int64_t> decode_attention_cpu_lanes() { return cpu::lane_widths(kernels()); }
 
 at::Tensor decode_attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias,
                                 int64_t lanes) {
-  const Kernel* chosen = nullptr;
-  for (const Kernel& kernel : kernels())
-    if (!chosen && (lanes == 0 || kernel.lanes == lanes)) chosen = &kernel;
+  const Kernel* chosen = cpu::variant_with(kernels(), lanes);
   if (!chosen || q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || q.size(2) != 1) return {};
   for (const at::Tensor* x : {&q, &k, &v})
     if (!x->is_cpu() || x->scalar_type() != at::kFloat) return {};
@@ -230,7 +216,7 @@ at::Tensor decode_attention_cpu(const at::Tensor& q, const at::Tensor& k, const 
                         bias.defined() && bias.size(0) == b ? bias.stride(0) : 0,
                         static_cast<float>(1.0 / std::sqrt(static_cast<double>(d))),  // as mul_(1 / sqrt(d)) on floats
                         out.data_ptr<float>()};
-  at::parallel_for(0, b * kv_heads, 1, [&](int64_t first, int64_t last) { chosen->attend(problem, first, last); });
+  at::parallel_for(0, b * kv_heads, 1, [&](int64_t first, int64_t last) { chosen->run(problem, first, last); });
   return out;
 }
 

@@ -104,32 +104,16 @@ using ScanRange = void (*)(const float*, int64_t, const float*, int64_t, int64_t
                                                  int64_t v_first, int64_t v_last, float* best, int32_t* best_index) {
   scan_range<8, 4>(head, c, hidden_t, padded, v_first, v_last, best, best_index);
 }
+constexpr ScanRange kScanAvx512 = scan_range_avx512, kScanAvx2 = scan_range_avx2;
+#else
+constexpr ScanRange kScanAvx512 = nullptr, kScanAvx2 = nullptr;
 #endif
 
-struct Kernel {
-  ScanRange scan = nullptr;
-  int64_t lanes = 0;
-};
+using Kernel = cpu::Variant<ScanRange>;
 
-// The kernels this CPU runs, widest first; none without AVX2 + FMA, or with NLA_CPU_KERNELS=0.
 const std::vector<Kernel>& kernels() {
-  static const std::vector<Kernel> runnable = [] {
-    std::vector<Kernel> found;
-    if (!cpu::kernels_enabled()) return found;
-#if defined(__x86_64__)
-    if (cpu::has_avx512()) found.push_back({scan_range_avx512, 16});
-    if (cpu::has_avx2_fma()) found.push_back({scan_range_avx2, 8});
-#endif
-    return found;
-  }();
+  static const std::vector<Kernel> runnable = cpu::runnable_variants(kScanAvx512, kScanAvx2);
   return runnable;
-}
-
-// The kernel of `lanes` lanes (0: the widest), or nullptr.
-const Kernel* kernel(int64_t lanes) {
-  for (const Kernel& candidate : kernels())
-    if (lanes == 0 || candidate.lanes == lanes) return &candidate;
-  return nullptr;
 }
 
 }  // namespace
@@ -166,14 +150,12 @@ at::Tensor argmax_rows_cpu(const at::Tensor& logits) {
 }
 
 std::vector<int64_t> head_argmax_cpu_lanes() {
-  std::vector<int64_t> lanes;
-  for (const Kernel& candidate : kernels()) lanes.push_back(candidate.lanes);
-  return lanes;
+  return cpu::lane_widths(kernels());
 }
 
 bool head_argmax_cpu_available(int64_t batch) {
   // Fewer rows than half the lanes: the GEMV + scan does less work.
-  const Kernel* widest = kernel(0);
+  const Kernel* widest = cpu::variant_with(kernels(), 0);
   return widest != nullptr && 2 * batch >= widest->lanes;
 }
 
@@ -181,7 +163,7 @@ at::Tensor head_argmax_cpu(const at::Tensor& hidden, const at::Tensor& head, int
   NLA_CHECK(hidden.dim() == 2 && head.dim() == 2 && hidden.size(1) == head.size(1),
             "head_argmax_cpu: hidden (B, C) and head (V, C)");
   const int64_t b = hidden.size(0), c = hidden.size(1), vocab = head.size(0);
-  const Kernel* chosen = kernel(lanes);
+  const Kernel* chosen = cpu::variant_with(kernels(), lanes);
   if (chosen == nullptr || (lanes == 0 && !head_argmax_cpu_available(b)) || !hidden.is_cpu() || !head.is_cpu() ||
       hidden.scalar_type() != at::kFloat || head.scalar_type() != at::kFloat || !head.is_contiguous() ||
       vocab >= std::numeric_limits<int32_t>::max())
@@ -210,7 +192,7 @@ at::Tensor head_argmax_cpu(const at::Tensor& hidden, const at::Tensor& head, int
       part.index.assign(static_cast<size_t>(padded), 0);
       const int64_t last = std::min(vocab, part.first + share);
       if (part.first < last)
-        chosen->scan(head_data, c, hidden_data, padded, part.first, last, part.best.data(), part.index.data());
+        chosen->run(head_data, c, hidden_data, padded, part.first, last, part.best.data(), part.index.data());
     }
   });
   std::vector<float> maximum(static_cast<size_t>(b), -std::numeric_limits<float>::infinity());
