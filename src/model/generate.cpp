@@ -28,6 +28,37 @@ namespace {
 // advance together: their chains overlap in the core while each keeps its own order.
 constexpr int64_t kRowsAtOnce = 8;
 
+// One group of rows (count <= kRowsAtOnce; the slots past `count` repeat row 0 and their
+// results are dropped, so the loops have a fixed trip count and the sums stay in registers).
+// index[r] and total[r] for r < count; a row whose total is not finite and positive keeps
+// index v - 1 (the caller reports it).
+void inverse_cdf_group(const float* const* rows, int64_t count, int64_t v, const double* uniforms, int64_t* index,
+                       double* totals) {
+  double total[kRowsAtOnce] = {};
+  for (int64_t j = 0; j < v; ++j)
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < kRowsAtOnce; ++r) total[r] += static_cast<double>(rows[r][j]);
+  double draw[kRowsAtOnce] = {}, running[kRowsAtOnce] = {};
+  bool open[kRowsAtOnce] = {};
+  int64_t still_open = 0;
+  for (int64_t r = 0; r < count; ++r) {
+    totals[r] = total[r];
+    open[r] = std::isfinite(total[r]) && total[r] > 0;
+    draw[r] = uniforms[r] * total[r];
+    still_open += open[r] ? 1 : 0;
+  }
+  for (int64_t j = 0; j < v && still_open > 0; ++j)
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < kRowsAtOnce; ++r) {
+      running[r] += static_cast<double>(rows[r][j]);  // a closed row's sum is not read again
+      if (open[r] && running[r] > draw[r]) {
+        index[r] = j;
+        open[r] = false;
+        --still_open;
+      }
+    }
+}
+
 std::vector<int64_t> inverse_cdf_cpu(const at::Tensor& probs, const std::vector<double>& uniforms) {
   const int64_t b = probs.size(0), v = probs.size(1);
   at::Tensor rows = probs.contiguous();
@@ -38,29 +69,9 @@ std::vector<int64_t> inverse_cdf_cpu(const at::Tensor& probs, const std::vector<
   at::parallel_for(0, groups, 1, [&](int64_t group_begin, int64_t group_end) {
     for (int64_t group = group_begin; group < group_end; ++group) {
       const int64_t first = group * kRowsAtOnce, count = std::min(kRowsAtOnce, b - first);
-      const float* p[kRowsAtOnce];
-      double total[kRowsAtOnce] = {}, draw[kRowsAtOnce] = {}, running[kRowsAtOnce] = {};
-      bool open[kRowsAtOnce] = {};
-      for (int64_t r = 0; r < count; ++r) p[r] = data + (first + r) * v;
-      for (int64_t j = 0; j < v; ++j)
-        for (int64_t r = 0; r < count; ++r) total[r] += static_cast<double>(p[r][j]);
-      int64_t still_open = 0;
-      for (int64_t r = 0; r < count; ++r) {
-        totals[static_cast<size_t>(first + r)] = total[r];
-        open[r] = std::isfinite(total[r]) && total[r] > 0;  // else reported below, outside the parallel region
-        draw[r] = uniforms[static_cast<size_t>(first + r)] * total[r];
-        still_open += open[r] ? 1 : 0;
-      }
-      for (int64_t j = 0; j < v && still_open > 0; ++j)
-        for (int64_t r = 0; r < count; ++r) {
-          if (!open[r]) continue;
-          running[r] += static_cast<double>(p[r][j]);
-          if (running[r] > draw[r]) {
-            index[static_cast<size_t>(first + r)] = j;
-            open[r] = false;
-            --still_open;
-          }
-        }
+      const float* group_rows[kRowsAtOnce];
+      for (int64_t r = 0; r < kRowsAtOnce; ++r) group_rows[r] = data + (first + (r < count ? r : 0)) * v;
+      inverse_cdf_group(group_rows, count, v, uniforms.data() + first, index.data() + first, totals.data() + first);
     }
   });
   for (int64_t i = 0; i < b; ++i) {

@@ -132,11 +132,13 @@ TEST(Sampling, CpuInverseCdfPicksTheReferenceTokens) {
   for (double temperature : {0.7, 1.0, 2.0})
     for (double top_p : {1.0, 0.9}) {
       // Peaked rows (a few large logits) and flat ones: the draws land all over the CDF.
-      at::Tensor logits = at::randn({6, v}) * 3.0;
+      // 11 rows: one whole group of the sampler's 8 rows at once, and a group of 3.
+      at::Tensor logits = at::randn({11, v}) * 3.0;
       logits.narrow(0, 0, 2).narrow(1, 100, 5).add_(12.0);
+      logits.narrow(0, 9, 1).narrow(1, 7, 3).add_(12.0);
       std::vector<at::Generator> ours, theirs;
       std::vector<at::Generator*> pointers;
-      for (uint64_t seed = 0; seed < 6; ++seed) {
+      for (uint64_t seed = 0; seed < 11; ++seed) {
         ours.push_back(at::make_generator<at::CPUGeneratorImpl>(seed * 7 + 1));
         theirs.push_back(at::make_generator<at::CPUGeneratorImpl>(seed * 7 + 1));
       }
