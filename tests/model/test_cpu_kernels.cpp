@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "nla/core/error.hpp"
+#include "nla/model/cpu_parallel.hpp"
 #include "nla/model/decode_attention.hpp"
 #include "nla/model/head_argmax.hpp"
 
@@ -153,6 +154,18 @@ TEST_F(DecodeAttention, MaskedKeysChangeNothingAndWhatItCannotTakeIsDeclined) {
   EXPECT_FALSE(decode_attention_cpu(at::randn({b, 4, 2, 16}), k, v, bias).defined());
   EXPECT_FALSE(decode_attention_cpu(q.to(at::kBFloat16), k.to(at::kBFloat16), v.to(at::kBFloat16), bias).defined());
   EXPECT_FALSE(decode_attention_cpu(q, k.transpose(2, 3).contiguous().transpose(2, 3), v, bias).defined());
+}
+
+TEST(CpuParallel, NlaModelsParallelForRunsOnSeveralThreads) {
+  // Without OpenMP in nla_model's build, at::parallel_for there is one loop on one thread and
+  // every kernel above loses its threads without an error.
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  EXPECT_EQ(nla::model::parallel_for_threads(64), 2);
+  EXPECT_EQ(nla::model::parallel_for_threads(1), 1);
+  at::set_num_threads(1);
+  EXPECT_EQ(nla::model::parallel_for_threads(64), 1);
+  at::set_num_threads(threads);
 }
 
 }  // namespace
