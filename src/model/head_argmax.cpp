@@ -177,7 +177,6 @@ at::Tensor head_argmax_cpu(const at::Tensor& hidden, const at::Tensor& head, int
   // Each thread scans a contiguous part of the vocabulary; the parts are merged in order, a
   // later part winning only with a strictly larger logit.
   struct Part {
-    int64_t first = -1;
     std::vector<float> best;
     std::vector<int32_t> index;
   };
@@ -187,12 +186,10 @@ at::Tensor head_argmax_cpu(const at::Tensor& hidden, const at::Tensor& head, int
   at::parallel_for(0, threads, 1, [&](int64_t first_part, int64_t last_part) {
     for (int64_t p = first_part; p < last_part; ++p) {
       Part& part = parts[static_cast<size_t>(p)];
-      part.first = p * share;
       part.best.assign(static_cast<size_t>(padded), -std::numeric_limits<float>::infinity());
       part.index.assign(static_cast<size_t>(padded), 0);
-      const int64_t last = std::min(vocab, part.first + share);
-      if (part.first < last)
-        chosen->run(head_data, c, hidden_data, padded, part.first, last, part.best.data(), part.index.data());
+      const int64_t first = p * share, last = std::min(vocab, first + share);
+      if (first < last) chosen->run(head_data, c, hidden_data, padded, first, last, part.best.data(), part.index.data());
     }
   });
   std::vector<float> maximum(static_cast<size_t>(b), -std::numeric_limits<float>::infinity());
